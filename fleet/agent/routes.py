@@ -1,0 +1,139 @@
+"""The osquery TLS endpoints (the hot path): plain Starlette routes with orjson.
+
+Served at `/api/osquery/*` and the legacy alias `/api/v1/osquery/*`. Every failure answers
+with an `error` member, which osquery treats as a failed request (and keeps its logs or
+retries), plus `node_invalid: true` when the agent must re-enroll.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fleet.agent.body import client_ip, object_field, read_json_object, string_field
+from fleet.core.errors import BadRequest, FleetError, NodeInvalid
+from fleet.service import checkin, enrollment, ingest, osquery_logs
+from fleet.service.agent_auth import authenticate_host
+from fleet.service.agent_config import AgentConfigCache, client_config
+from fleet.service.context import ServiceContext
+from fleet.service.hostcache import CachedHost
+
+log = logging.getLogger("fleet.agent")
+
+PREFIXES = ("/api/osquery", "/api/v1/osquery")
+_EMPTY = b"{}"
+
+
+def _json(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _error(exc: FleetError) -> Response:
+    payload: dict[str, Any] = {"error": exc.reason, "uuid": str(uuid.uuid4())}
+    if isinstance(exc, NodeInvalid):
+        payload["node_invalid"] = True
+    return _json(orjson.dumps(payload), exc.status)
+
+
+Handler = Callable[[Request, dict[str, Any]], Awaitable[Response]]
+
+
+class AgentEndpoints:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.config_cache = AgentConfigCache()
+        self.max_body = ctx.cfg.server.max_request_body_size
+
+    def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                data = await read_json_object(request, self.max_body)
+                return await handler(request, data)
+            except FleetError as exc:
+                return _error(exc)
+            except Exception:
+                log.exception("agent request %s failed", request.url.path)
+                return _error(FleetError("internal error"))
+        return endpoint
+
+    async def _host(self, request: Request, data: dict[str, Any]) -> CachedHost:
+        node_key = string_field(data, "node_key")
+        if not node_key:
+            auth = request.headers.get("authorization", "")
+            if auth[:8].lower() == "nodekey ":
+                node_key = auth[8:].strip()
+        return await authenticate_host(self.ctx, node_key)
+
+    async def enroll(self, _request: Request, data: dict[str, Any]) -> Response:
+        details = object_field(data, "host_details")
+        node_key = await enrollment.enroll(
+            self.ctx, enroll_secret=string_field(data, "enroll_secret"),
+            provided_identifier=string_field(data, "host_identifier"),
+            host_details=details)
+        return _json(orjson.dumps({"node_key": node_key}))
+
+    async def config(self, request: Request, data: dict[str, Any]) -> Response:
+        host = await self._host(request, data)
+        return _json(orjson.dumps(await client_config(self.ctx, self.config_cache, host)))
+
+    async def distributed_read(self, request: Request, data: dict[str, Any]) -> Response:
+        host = await self._host(request, data)
+        return _json(orjson.dumps(await checkin.distributed_queries(self.ctx, host)))
+
+    async def distributed_write(self, request: Request, data: dict[str, Any]) -> Response:
+        host = await self._host(request, data)
+        messages = object_field(data, "messages")
+        await ingest.submit_results(
+            self.ctx, host, queries=object_field(data, "queries"),
+            statuses=_statuses(object_field(data, "statuses")),
+            messages={k: v for k, v in messages.items() if isinstance(v, str)},
+            stats=object_field(data, "stats"), public_ip=client_ip(request))
+        return _json(_EMPTY)
+
+    async def log(self, request: Request, data: dict[str, Any]) -> Response:
+        await self._host(request, data)  # the lines carry their own host identity
+        items = data.get("data")
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            raise BadRequest("data must be a JSON array")
+        await osquery_logs.submit_logs(self.ctx, self.config_cache,
+                                       string_field(data, "log_type"), items)
+        return _json(_EMPTY)
+
+    def routes(self) -> list[Route]:
+        table: dict[str, Handler] = {
+            "/enroll": self.enroll,
+            "/config": self.config,
+            "/distributed/read": self.distributed_read,
+            "/distributed/write": self.distributed_write,
+            "/log": self.log,
+        }
+        return [Route(prefix + path, self._endpoint(handler), methods=["POST"])
+                for prefix in PREFIXES for path, handler in table.items()]
+
+
+def _statuses(raw: dict[str, Any]) -> dict[str, int]:
+    """osquery >= 3 sends numbers, older agents numeric strings; anything else is a 400."""
+    out: dict[str, int] = {}
+    for name, value in raw.items():
+        if isinstance(value, bool):
+            raise BadRequest(f"invalid status for {name}")
+        if isinstance(value, int):
+            out[name] = value
+        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            out[name] = int(value)
+        else:
+            raise BadRequest(f"invalid status for {name}: {value!r}")
+    return out
+
+
+def agent_routes(ctx: ServiceContext) -> list[Route]:
+    return AgentEndpoints(ctx).routes()

@@ -1,0 +1,101 @@
+"""Live-query REST endpoints: start campaigns, and the synchronous single-call variants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from fleet.api.deps import Ctx, CurrentViewer
+from fleet.service import campaigns
+
+router = APIRouter(tags=["live queries"])
+
+
+class Selected(BaseModel):
+    hosts: list[int] = Field(default_factory=list)
+    labels: list[int] = Field(default_factory=list)
+    teams: list[int] = Field(default_factory=list)
+
+
+class RunRequest(BaseModel):
+    query: str | None = None
+    query_id: int | None = None
+    selected: Selected = Field(default_factory=Selected)
+
+
+class SelectedByIdentifiers(BaseModel):
+    hosts: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+
+
+class RunByIdentifiersRequest(BaseModel):
+    query: str | None = None
+    query_id: int | None = None
+    selected: SelectedByIdentifiers = Field(default_factory=SelectedByIdentifiers)
+
+
+async def _campaign_json(ctx: Ctx, campaign: campaigns.Campaign) -> dict[str, Any]:
+    return {"campaign": campaign.as_json(await campaigns.totals(ctx, campaign.id))}
+
+
+@router.post("/queries/run")
+async def run_query(body: RunRequest, ctx: Ctx, viewer: CurrentViewer) -> dict[str, Any]:
+    campaign = await campaigns.create(
+        ctx, viewer, sql=body.query, query_id=body.query_id,
+        host_ids=body.selected.hosts, label_ids=body.selected.labels)
+    return await _campaign_json(ctx, campaign)
+
+
+@router.post("/queries/run_by_identifiers")
+@router.post("/queries/run_by_names")
+async def run_query_by_identifiers(body: RunByIdentifiersRequest, ctx: Ctx,
+                                   viewer: CurrentViewer) -> dict[str, Any]:
+    campaign = await campaigns.create_by_identifiers(
+        ctx, viewer, sql=body.query, query_id=body.query_id,
+        hosts=body.selected.hosts, labels=body.selected.labels)
+    return await _campaign_json(ctx, campaign)
+
+
+class HostQueryRequest(BaseModel):
+    query: str
+
+
+@router.post("/hosts/{host_id}/query")
+async def run_host_query(host_id: int, body: HostQueryRequest, ctx: Ctx,
+                         viewer: CurrentViewer) -> dict[str, Any]:
+    """Run SQL on one host and wait for its answer (offline hosts answer at once)."""
+    status = await campaigns.host_status(ctx, host_id)
+    out: dict[str, Any] = {"host_id": host_id, "query": body.query, "status": status,
+                           "error": None, "rows": []}
+    if status != "online":
+        return out
+    _campaign, answers = await campaigns.run_sync(
+        ctx, viewer, sql=body.query, query_id=None, host_ids=[host_id],
+        wait_seconds=ctx.cfg.live_query_rest_period)
+    answer = answers.get(host_id)
+    if answer is None:
+        out["error"] = "timeout waiting for the host to answer"
+    else:
+        out["rows"], out["error"] = answer.rows, answer.error
+    return out
+
+
+class SavedQueryRunRequest(BaseModel):
+    host_ids: list[int]
+
+
+@router.post("/queries/{query_id}/run")
+async def run_saved_query(query_id: int, body: SavedQueryRunRequest, ctx: Ctx,
+                          viewer: CurrentViewer) -> dict[str, Any]:
+    campaign, answers = await campaigns.run_sync(
+        ctx, viewer, sql=None, query_id=query_id, host_ids=body.host_ids,
+        wait_seconds=ctx.cfg.live_query_rest_period)
+    return {
+        "query_id": query_id,
+        "targeted_host_count": len(campaign.host_ids),
+        "responded_host_count": len(answers),
+        "results": [{"host_id": a.host_id, "rows": a.rows, "error": a.error}
+                    for a in answers.values()],
+    }

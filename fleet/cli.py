@@ -1,0 +1,243 @@
+"""`fleet serve | prepare db | config_dump | version`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+import yaml
+
+from fleet import __version__, config
+from fleet.store.db import Database, create_database
+from fleet.store.migrate import apply_migrations, migration_status
+
+log = logging.getLogger("fleet")
+
+DEV_CERT_DIR = Path(".fleet-dev")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
+            "component": record.name, "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["err"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(cfg: config.Config) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if cfg.logging.json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if cfg.logging.debug else logging.INFO)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleet", description="Fleet osquery server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--dev", action="store_true",
+                       help="development mode: migrate the database and use a generated "
+                            "self-signed certificate for localhost")
+    config.add_option_flags(serve)
+    prepare = sub.add_parser("prepare", help="prepare the database")
+    prepare.add_argument("target", choices=["db"])
+    prepare.add_argument("--no-prompt", action="store_true",
+                         help="do not ask for confirmation before migrating")
+    prepare.add_argument("--dev", action="store_true", help="implies --no-prompt")
+    config.add_option_flags(prepare)
+    dump = sub.add_parser("config_dump", help="print the effective configuration")
+    config.add_option_flags(dump)
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"fleet - version {__version__}")
+        return 0
+    try:
+        cfg = config.load(args)
+    except config.ConfigError as exc:
+        print(f"Failed to load config: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "config_dump":
+        print(yaml.safe_dump(cfg.redacted(), sort_keys=False), end="")
+        return 0
+    setup_logging(cfg)
+    if args.command == "prepare":
+        return asyncio.run(_prepare_db(cfg, no_prompt=args.no_prompt or args.dev))
+    return _serve(cfg, dev=args.dev)
+
+
+def _describe(cfg: config.Config) -> str:
+    if cfg.mysql.address:
+        return f"MySQL at {cfg.mysql.address}, database {cfg.mysql.database}"
+    return f"embedded SQLite database {Path(cfg.sqlite.path).resolve()}"
+
+
+async def _prepare_db(cfg: config.Config, *, no_prompt: bool) -> int:
+    db = create_database(cfg)
+    try:
+        status = await migration_status(db)
+        if status.complete:
+            print("Migrations already completed. Nothing to do.")
+            return 0
+        if status.initialized and not no_prompt:
+            print("################################################################\n"
+                  f"# WARNING: this will apply {len(status.missing)} migration(s) to the\n"
+                  f"# {_describe(cfg)}.\n"
+                  "# Back up the database first. Press Enter to continue, Ctrl-C to abort.\n"
+                  "################################################################")
+            try:
+                await asyncio.to_thread(input)
+            except (EOFError, KeyboardInterrupt):
+                print("Aborted.")
+                return 1
+        await apply_migrations(db)
+        print("Migrations completed.")
+        return 0
+    except Exception as exc:
+        print(f"Failed to start: migrating {_describe(cfg)}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+
+
+async def _check_migrations(db: Database, cfg: config.Config, *, dev: bool) -> bool:
+    """Apply (with --dev) or verify migrations; False when the server must not start."""
+    if dev:
+        await apply_migrations(db)
+        return True
+    status = await migration_status(db)
+    if status.unknown:
+        print(f"WARNING: the database has migrations this version does not know: "
+              f"{', '.join(status.unknown)}. Is an older fleet binary running?")
+    if not status.initialized:
+        print("################################################################\n"
+              "# Your Fleet database is not initialized. Fleet cannot start up.\n"
+              f"# Run `{Path(sys.argv[0]).name} prepare db` to initialize it.\n"
+              "################################################################")
+        return False
+    if status.missing:
+        print("################################################################\n"
+              "# Your Fleet database is missing required migrations:\n"
+              f"#   {', '.join(status.missing)}\n"
+              f"# Run `{Path(sys.argv[0]).name} prepare db` to apply them, or start with\n"
+              "# --upgrades_allow_missing_migrations (FLEET_UPGRADES_ALLOW_MISSING_MIGRATIONS=1)\n"
+              "# to run anyway at your own risk.\n"
+              "################################################################")
+        return bool(cfg.upgrades.allow_missing_migrations)
+    return True
+
+
+def _serve(cfg: config.Config, *, dev: bool) -> int:
+    from fleet import tls
+
+    if cfg.server.tls and not (cfg.server.cert and cfg.server.key):
+        if not dev:
+            print("TLS is on but --server_cert/--server_key are not set. Provide a "
+                  "certificate, use --dev for a generated localhost certificate, or "
+                  "--server_tls=false behind a TLS-terminating proxy.", file=sys.stderr)
+            return 1
+        cert, key, created = tls.ensure_dev_certificate(DEV_CERT_DIR)
+        cfg.server.cert, cfg.server.key = str(cert.resolve()), str(key.resolve())
+        print(f"{'Generated' if created else 'Using'} development certificate "
+              f"{cfg.server.cert} (trust it with --tls_server_certs / --rootca)")
+    try:
+        import uvloop
+    except ImportError:  # uvicorn[standard] brings it on Linux; fall back elsewhere
+        return asyncio.run(_serve_async(cfg, dev))
+    return uvloop.run(_serve_async(cfg, dev))
+
+
+async def _serve_async(cfg: config.Config, dev: bool) -> int:
+    from fleet import tls
+    from fleet.server import build_context, create_app
+    from fleet.service import secrets as secret_service
+
+    try:
+        ctx = await build_context(cfg)
+    except Exception as exc:
+        print(f"Failed to start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if not await _check_migrations(ctx.db, cfg, dev=dev):
+            return 1
+        if cfg.packaging.global_enroll_secret:
+            await secret_service.ensure_global_secret(ctx, cfg.packaging.global_enroll_secret)
+    except Exception as exc:
+        print(f"Failed to start: {_describe(cfg)}: {exc}", file=sys.stderr)
+        await ctx.broker.close()
+        await ctx.db.close()
+        return 1
+    host, _, port = cfg.server.address.rpartition(":")
+    uv = uvicorn.Config(
+        create_app(ctx, owns_context=True), host=host or "0.0.0.0", port=int(port),
+        ssl_certfile=cfg.server.cert if cfg.server.tls else None,
+        ssl_keyfile=cfg.server.key if cfg.server.tls else None,
+        log_level="debug" if cfg.logging.debug else "warning", access_log=False,
+        timeout_keep_alive=300 if cfg.server.keepalive else 0, lifespan="on",
+        ws_max_size=1 << 20, log_config=None, server_header=False)
+    try:
+        uv.load()
+    except (OSError, ValueError) as exc:  # unreadable or mismatched certificate/key
+        print(f"Failed to start: TLS certificate {cfg.server.cert}: {exc}", file=sys.stderr)
+        await ctx.broker.close()
+        await ctx.db.close()
+        return 1
+    if uv.ssl is not None:
+        tls.apply_profile(uv.ssl, cfg.server.tls_compatibility)
+    if not cfg.logging.disable_banner:
+        _banner(cfg)
+    server = uvicorn.Server(uv)
+    await server.serve()
+    return 0 if server.started else 1
+
+
+def _banner(cfg: config.Config) -> None:
+    scheme = "https" if cfg.server.tls else "http"
+    host, _, port = cfg.server.address.rpartition(":")
+    shown = "localhost" if host in ("", "0.0.0.0", "::") else host
+    url = f"{scheme}://{shown}:{port}{cfg.server.url_prefix}"
+    rootca = f" --rootca {cfg.server.cert}" if cfg.server.tls and cfg.server.cert else ""
+    certs = f" --tls_server_certs={cfg.server.cert}" if cfg.server.tls and cfg.server.cert \
+        else ""
+    print(f"""
+Fleet {__version__} is serving {url}
+  database: {_describe(cfg)}
+  broker:   {"Redis at " + cfg.redis.address if cfg.redis.address else "in-process"}
+
+First run? Create the admin user:
+  fleetctl config set --address {url}{rootca}
+  fleetctl setup --email admin@example.com --name Admin --org-name "My Org"
+  fleetctl get enroll_secret
+
+Point an osquery agent at it:
+  osqueryd --tls_hostname={shown}:{port}{certs} --enroll_secret_path=secret.txt \\
+    --host_identifier=instance --enroll_tls_endpoint={cfg.server.url_prefix}/api/osquery/enroll \\
+    --config_plugin=tls --config_tls_endpoint={cfg.server.url_prefix}/api/osquery/config \\
+    --config_refresh=10 --disable_distributed=false --distributed_plugin=tls \\
+    --distributed_interval=10 --distributed_tls_max_attempts=3 \\
+    --distributed_tls_read_endpoint={cfg.server.url_prefix}/api/osquery/distributed/read \\
+    --distributed_tls_write_endpoint={cfg.server.url_prefix}/api/osquery/distributed/write \\
+    --logger_plugin=tls --logger_tls_endpoint={cfg.server.url_prefix}/api/osquery/log \\
+    --logger_tls_period=10
+""", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

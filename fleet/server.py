@@ -1,0 +1,101 @@
+"""ASGI application factory: builds the service context and mounts every transport."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+from fleet.agent.routes import agent_routes
+from fleet.api import health, hosts, live, queries, secrets, sessions, setup, users, websocket
+from fleet.api.errors import install_error_handlers
+from fleet.broker import create_broker
+from fleet.config import Config
+from fleet.service import background
+from fleet.service.context import ServiceContext
+from fleet.store.db import create_database
+
+log = logging.getLogger("fleet.server")
+
+FLEET_API_PREFIXES = ("/api/v1/fleet", "/api/latest/fleet")
+
+
+async def build_context(cfg: Config) -> ServiceContext:
+    """Connect the database and the broker selected by the configuration."""
+    db = create_database(cfg)
+    broker = await create_broker(
+        redis_address=cfg.redis.address, username=cfg.redis.username,
+        password=cfg.redis.password, database=cfg.redis.database,
+        use_tls=cfg.redis.use_tls, connect_timeout=cfg.redis.connect_timeout,
+        read_timeout=cfg.redis.read_timeout)
+    return ServiceContext(cfg=cfg, db=db, broker=broker)
+
+
+def create_app(ctx: ServiceContext, *, owns_context: bool = False) -> Any:
+    """The whole HTTP surface. With `owns_context`, shutdown also closes db and broker."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tasks = background.start(ctx)
+        try:
+            yield
+        finally:
+            await background.stop(ctx, tasks)
+            await ctx.close_logs()
+            if owns_context:
+                await ctx.broker.close()
+                await ctx.db.close()
+
+    app = FastAPI(title="Fleet", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/api/latest/fleet/openapi.json")
+    app.state.ctx = ctx
+    # Agent routes first: they are matched on every check-in.
+    app.router.routes[:0] = agent_routes(ctx)
+    install_error_handlers(app)
+    app.include_router(setup.router)
+    app.include_router(health.router)
+    for prefix in FLEET_API_PREFIXES:
+        for module in (sessions, users, hosts, queries, secrets, live):
+            app.include_router(module.router, prefix=prefix)
+    app.include_router(websocket.router)
+    prefix = ctx.cfg.server.url_prefix
+    return StripPrefix(app, prefix) if prefix else app
+
+
+ASGIApp = Callable[[dict[str, Any], Callable[..., Awaitable[Any]],
+                    Callable[..., Awaitable[None]]], Awaitable[None]]
+
+
+class StripPrefix:
+    """Serve `app` under `server.url_prefix`: paths outside it are 404, lifespan passes."""
+
+    def __init__(self, app: Any, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path: str = scope["path"]
+            if path != self.prefix and not path.startswith(self.prefix + "/"):
+                if scope["type"] == "http":
+                    await _not_found(send)
+                else:
+                    await send({"type": "websocket.close", "code": 1008})
+                return
+            scope = dict(scope, path=path[len(self.prefix):] or "/",
+                         root_path=scope.get("root_path", "") + self.prefix)
+        await self.app(scope, receive, send)
+
+
+async def _not_found(send: Any) -> None:
+    body = b'{"message":"Resource Not Found","errors":[{"name":"base","reason":"not found"}]}'
+    await send({"type": "http.response.start", "status": 404,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+__all__ = ["build_context", "create_app"]

@@ -1,0 +1,77 @@
+"""Per-instance background work: seen-time flushes, cache invalidations, cleanup jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+
+from fleet.broker.base import HOST_INVALIDATION_CHANNEL, BrokerUnavailable
+from fleet.service import campaigns
+from fleet.service.context import ServiceContext
+from fleet.service.seen import FLUSH_INTERVAL
+
+log = logging.getLogger("fleet.background")
+
+CLEANUP_INTERVAL = 60.0
+RETRY_DELAY = 1.0
+# Identifies this process as a lock owner for jobs that only one instance should run.
+INSTANCE_ID = secrets.token_urlsafe(16)
+
+
+async def flush_seen_forever(ctx: ServiceContext) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL)
+        try:
+            await ctx.seen.flush(ctx.db)
+        except Exception:
+            log.exception("flushing host seen times failed; will retry")
+
+
+async def follow_invalidations(ctx: ServiceContext) -> None:
+    """Drop cached hosts that another instance changed; resubscribe after broker outages.
+
+    While the subscription is down, changes may be missed, so the whole cache is dropped on
+    every (re)subscribe; hosts are then reloaded on their next check-in.
+    """
+    while True:
+        try:
+            async with ctx.broker.bus.subscribe(HOST_INVALIDATION_CHANNEL) as sub:
+                ctx.host_cache.clear()
+                async for payload in sub:
+                    with contextlib.suppress(ValueError):
+                        ctx.host_cache.invalidate(int(payload))
+        except BrokerUnavailable as exc:
+            log.warning("host invalidation channel lost: %s; retrying", exc)
+        await asyncio.sleep(RETRY_DELAY)
+
+
+async def cleanup_campaigns_forever(ctx: ServiceContext) -> None:
+    """Complete abandoned campaigns; one instance at a time (leader lock)."""
+    while True:
+        await asyncio.sleep(CLEANUP_INTERVAL)
+        try:
+            if await ctx.broker.locks.acquire("cleanup_campaigns", INSTANCE_ID,
+                                              CLEANUP_INTERVAL * 2):
+                n = await campaigns.cleanup_stale(ctx)
+                if n:
+                    log.info("completed %d abandoned live query campaigns", n)
+        except Exception:
+            log.exception("campaign cleanup failed; will retry")
+
+
+def start(ctx: ServiceContext) -> list[asyncio.Task[None]]:
+    return [asyncio.create_task(job(ctx), name=job.__name__) for job in
+            (flush_seen_forever, follow_invalidations, cleanup_campaigns_forever)]
+
+
+async def stop(ctx: ServiceContext, tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the loops, then write what is still buffered."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    try:
+        await ctx.seen.flush(ctx.db)
+    except Exception:
+        log.exception("final flush of host seen times failed")

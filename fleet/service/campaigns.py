@@ -1,0 +1,284 @@
+"""Live queries: create a campaign, hand it to hosts, deliver every answer to its watchers.
+
+Flow: targets are resolved to host ids and stored in the broker's live-query store; hosts
+pick the SQL up at their next `distributed/read`; each `distributed/write` answer is
+published on `results_<campaign>` and reaches every watcher on any instance. A host's bit is
+cleared only once its answer reached at least one watcher, so an answer that arrives before
+anyone watches is asked for again instead of being lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+from fleet.broker.base import results_channel
+from fleet.core import hoststatus
+from fleet.core.authz import Action, Viewer
+from fleet.core.errors import BadRequest, NotFound, PermissionDenied
+from fleet.service import queries as query_service
+from fleet.service.context import ServiceContext
+from fleet.service.hostcache import CachedHost
+from fleet.store import campaigns as store
+from fleet.store.db import utcnow
+
+log = logging.getLogger("fleet.campaigns")
+
+# How long an answer with no watcher keeps the host's bit set (Fleet: one minute).
+LISTENER_GRACE = dt.timedelta(minutes=1)
+# How often a watcher re-reads totals (online counts change as hosts check in).
+TOTALS_REFRESH_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Totals:
+    count: int
+    online: int
+    offline: int
+    missing_in_action: int
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: int
+    query_id: int
+    sql: str
+    user_id: int
+    status: int
+    created_at: dt.datetime
+    host_ids: tuple[int, ...]
+
+    def as_json(self, totals: Totals | None = None) -> dict[str, Any]:
+        t = totals or Totals(len(self.host_ids), 0, 0, 0)
+        return {
+            "id": self.id, "query_id": self.query_id, "status": self.status,
+            "user_id": self.user_id, "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.created_at),
+            "Metrics": {"TotalHosts": t.count, "OnlineHosts": t.online,
+                        "OfflineHosts": t.offline, "MissingInActionHosts": t.missing_in_action,
+                        "NewHosts": 0},
+        }
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _query_sql(ctx: ServiceContext, viewer: Viewer, sql: str | None,
+                     query_id: int | None) -> tuple[int, str]:
+    """Authorize running a saved query or new SQL; returns (query id, SQL)."""
+    if query_id:
+        viewer.require(Action.RUN_SAVED_QUERIES)
+        query = await query_service.get_query(ctx, viewer, query_id)
+        if viewer.is_observer and not viewer.can(Action.RUN_NEW_QUERIES) \
+                and not query["observer_can_run"]:
+            raise PermissionDenied("forbidden")
+        return query_id, query["query"]
+    if not sql or not sql.strip():
+        raise BadRequest("query is required", name="query")
+    viewer.require(Action.RUN_NEW_QUERIES)
+    return await query_service.create_unsaved_query(ctx, viewer, sql), sql
+
+
+async def create(ctx: ServiceContext, viewer: Viewer, *, sql: str | None,
+                 query_id: int | None, host_ids: Sequence[int] = (),
+                 label_ids: Sequence[int] = (), start: bool = True) -> Campaign:
+    """Create a campaign for the selected hosts and labels; `start` hands it to the hosts."""
+    qid, text = await _query_sql(ctx, viewer, sql, query_id)
+    resolved = await store.resolve_targets(ctx.db, host_ids, label_ids)
+    if not resolved:
+        raise BadRequest("no hosts targeted")
+    row = await store.create(ctx.db, query_id=qid, user_id=viewer.user_id,
+                             host_ids=list(host_ids), label_ids=list(label_ids))
+    campaign = Campaign(id=int(row.id), query_id=qid, sql=text, user_id=viewer.user_id,
+                        status=row.status, created_at=row.created_at,
+                        host_ids=tuple(resolved))
+    if start:
+        await begin(ctx, campaign)
+    return campaign
+
+
+async def begin(ctx: ServiceContext, campaign: Campaign) -> None:
+    await ctx.broker.live.run_query(campaign.id, campaign.sql, campaign.host_ids)
+
+
+async def create_by_identifiers(ctx: ServiceContext, viewer: Viewer, *, sql: str | None,
+                                query_id: int | None, hosts: Sequence[str],
+                                labels: Sequence[str]) -> Campaign:
+    """Like `create`, with hosts by hostname/UUID/serial and labels by name (fleetctl)."""
+    label_ids = await store.label_ids_by_name(ctx.db, labels) if labels else {}
+    unknown = [name for name in labels if name not in label_ids]
+    if unknown:
+        raise BadRequest(f"Invalid label name(s): {', '.join(unknown)}.")
+    host_ids = await store.host_ids_by_identifier(ctx.db, hosts) if hosts else []
+    return await create(ctx, viewer, sql=sql, query_id=query_id, host_ids=host_ids,
+                        label_ids=list(label_ids.values()))
+
+
+async def totals(ctx: ServiceContext, campaign_id: int) -> Totals:
+    now = utcnow()
+    online = missing = count = 0
+    for f in await store.target_seen_facts(ctx.db, campaign_id):
+        count += 1
+        if hoststatus.is_online(f.seen, f.distributed_interval, f.config_tls_refresh, now):
+            online += 1
+        elif hoststatus.is_missing(f.seen, now):
+            missing += 1
+    return Totals(count=count, online=online, offline=count - online,
+                  missing_in_action=missing)
+
+
+async def load(ctx: ServiceContext, viewer: Viewer, campaign_id: int) -> Any:
+    row = await store.get(ctx.db, campaign_id)
+    if row is None:
+        raise NotFound(f"cannot find campaign for ID {campaign_id}")
+    if row.user_id != viewer.user_id:
+        raise PermissionDenied("forbidden")
+    return row
+
+
+async def complete(ctx: ServiceContext, campaign_id: int) -> None:
+    """Stop handing the campaign to hosts and mark it complete (idempotent)."""
+    await ctx.broker.live.stop_query(campaign_id)
+    await store.set_status(ctx.db, campaign_id, store.STATUS_COMPLETE)
+
+
+def result_payload(campaign_id: int, host: CachedHost, rows: list[dict[str, Any]],
+                   error: str, stats: Any) -> bytes:
+    """What watchers receive for one host's answer (Fleet's DistributedQueryResult)."""
+    for row in rows:
+        row["host_hostname"] = host.hostname
+        row["host_display_name"] = host.hostname
+    payload: dict[str, Any] = {
+        "distributed_query_execution_id": campaign_id,
+        "host": {"id": host.id, "hostname": host.hostname, "display_name": host.hostname},
+        "rows": rows, "stats": stats if isinstance(stats, dict) and stats else None,
+    }
+    if error:
+        payload["error"] = error
+    return orjson.dumps(payload)
+
+
+async def ingest_result(ctx: ServiceContext, host: CachedHost, campaign_id: int,
+                        rows: list[dict[str, Any]], error: str, stats: Any) -> None:
+    """Deliver one host's answer; keep asking the host while nobody is listening yet."""
+    listeners = await ctx.broker.bus.publish(
+        results_channel(campaign_id), result_payload(campaign_id, host, rows, error, stats))
+    if listeners > 0:
+        await ctx.broker.live.query_completed_by_host(campaign_id, host.id)
+        return
+    row = await store.get(ctx.db, campaign_id)
+    if row is None or utcnow() - row.created_at > LISTENER_GRACE:
+        log.info("campaign %s has no listener; stopping it", campaign_id)
+        await complete(ctx, campaign_id)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # totals | status | result
+    data: Any
+
+
+async def watch(ctx: ServiceContext, campaign_id: int) -> AsyncIterator[Event]:
+    """Totals, status and results of a campaign as they change, until the caller stops.
+
+    The subscription is active before the campaign is marked running, so no answer that
+    arrives afterwards can be missed. Duplicate answers of one host are dropped.
+    """
+    async with ctx.broker.bus.subscribe(results_channel(campaign_id)) as sub:
+        await store.set_status(ctx.db, campaign_id, store.STATUS_RUNNING)
+        current = await totals(ctx, campaign_id)
+        yield Event("totals", asdict(current))
+        responded: set[int] = set()
+        last_status: dict[str, Any] | None = None
+        messages = aiter(sub)
+        pending: asyncio.Future[bytes] | None = None
+        try:
+            while True:
+                status = {"expected_results": current.online,
+                          "actual_results": len(responded),
+                          "status": "finished" if len(responded) >= current.online
+                          else "pending"}
+                if status != last_status:
+                    last_status = status
+                    yield Event("status", status)
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(messages))
+                done, _ = await asyncio.wait({pending}, timeout=TOTALS_REFRESH_SECONDS)
+                if done:
+                    raw, pending = pending.result(), None
+                    result = orjson.loads(raw)
+                    host_id = result.get("host", {}).get("id")
+                    if host_id in responded:
+                        continue
+                    responded.add(host_id)
+                    yield Event("result", result)
+                else:
+                    fresh = await totals(ctx, campaign_id)
+                    if fresh != current:
+                        current = fresh
+                        yield Event("totals", asdict(current))
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+
+@dataclass(frozen=True)
+class SyncAnswer:
+    host_id: int
+    rows: list[dict[str, Any]]
+    error: str | None
+
+
+async def run_sync(ctx: ServiceContext, viewer: Viewer, *, sql: str | None,
+                   query_id: int | None, host_ids: Sequence[int],
+                   wait_seconds: float) -> tuple[Campaign, dict[int, SyncAnswer]]:
+    """Run a live query and wait (up to `wait_seconds`) until every targeted host answered."""
+    campaign = await create(ctx, viewer, sql=sql, query_id=query_id, host_ids=host_ids,
+                            start=False)
+    answers: dict[int, SyncAnswer] = {}
+    try:
+        async with ctx.broker.bus.subscribe(results_channel(campaign.id)) as sub:
+            await begin(ctx, campaign)
+            await store.set_status(ctx.db, campaign.id, store.STATUS_RUNNING)
+
+            async def collect() -> None:
+                async for raw in sub:
+                    result = orjson.loads(raw)
+                    hid = int(result["host"]["id"])
+                    rows = [{k: v for k, v in r.items()
+                             if k not in ("host_hostname", "host_display_name")}
+                            for r in result.get("rows") or []]
+                    answers.setdefault(hid, SyncAnswer(hid, rows, result.get("error")))
+                    if len(answers) >= len(campaign.host_ids):
+                        return
+
+            try:
+                await asyncio.wait_for(collect(), wait_seconds)
+            except TimeoutError:
+                pass
+    finally:
+        await complete(ctx, campaign.id)
+    return campaign, answers
+
+
+async def host_status(ctx: ServiceContext, host_id: int) -> str:
+    """online/offline of one host; NotFound if it does not exist."""
+    f = await store.host_seen_facts(ctx.db, host_id)
+    if f is None:
+        raise NotFound(f"Host {host_id} was not found in the datastore")
+    return hoststatus.status(f.seen, f.distributed_interval, f.config_tls_refresh, utcnow())
+
+
+async def cleanup_stale(ctx: ServiceContext) -> int:
+    """Complete campaigns nobody watches any more (run periodically under a leader lock)."""
+    ids = await store.stale_campaign_ids(ctx.db, utcnow())
+    for campaign_id in ids:
+        await complete(ctx, campaign_id)
+    return len(ids)

@@ -1,0 +1,64 @@
+"""Agent enrollment: verify the secret, pick the identifier, issue a node key."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from fleet.core.detail_queries import ingest_enroll_details
+from fleet.core.errors import NodeInvalid
+from fleet.service.context import ServiceContext
+from fleet.store import hosts as host_store
+from fleet.store import secrets as secret_store
+
+# osquery.host_identifier mode -> (host_details table, column) holding the identifier.
+_IDENTIFIER_SOURCES = {
+    "instance": ("osquery_info", "instance_id"),
+    "uuid": ("osquery_info", "uuid"),
+    "hostname": ("system_info", "hostname"),
+}
+
+
+def host_identifier(mode: str, provided: str, host_details: Mapping[str, Any]) -> str:
+    """The identifier that decides whether an enrolling agent is a known host.
+
+    Like Fleet, a mode whose detail is missing falls back to the provided identifier.
+    """
+    source = _IDENTIFIER_SOURCES.get(mode)
+    if source is not None:
+        table = host_details.get(source[0])
+        if isinstance(table, Mapping):
+            value = table.get(source[1])
+            if isinstance(value, str) and value:
+                return value
+    return provided
+
+
+def new_node_key(size: int) -> str:
+    """`size` random bytes, standard base64 (24 bytes -> 32 characters, as Fleet)."""
+    return base64.b64encode(secrets.token_bytes(size)).decode()
+
+
+async def enroll(ctx: ServiceContext, *, enroll_secret: str, provided_identifier: str,
+                 host_details: Mapping[str, Any]) -> str:
+    """Enroll or re-enroll a host; returns its new node key. Failures are NodeInvalid."""
+    secret = await secret_store.find_secret(ctx.db, enroll_secret) if enroll_secret else None
+    if secret is None:
+        raise NodeInvalid("enroll failed: invalid enroll secret")
+    identifier = host_identifier(ctx.cfg.osquery.host_identifier, provided_identifier,
+                                 host_details)
+    if not identifier:
+        raise NodeInvalid("enroll failed: no host identifier")
+    node_key = new_node_key(ctx.cfg.osquery.node_key_size)
+    try:
+        host_id = await host_store.enroll(
+            ctx.db, osquery_host_id=identifier, node_key=node_key, team_id=secret.team_id,
+            cooldown_seconds=ctx.cfg.osquery.enroll_cooldown,
+            vitals=ingest_enroll_details(host_details))
+    except host_store.EnrollCooldown as exc:
+        raise NodeInvalid(f"save enroll failed: {exc}") from None
+    # The old node key (if any) must stop working on every instance right away.
+    await ctx.host_changed(host_id)
+    return node_key

@@ -1,0 +1,77 @@
+"""`distributed/write`: turn a host's answers into vitals and live-query results."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fleet.core import detail_queries
+from fleet.service import campaigns
+from fleet.service.checkin import LIVE_QUERY_PREFIX
+from fleet.service.context import ServiceContext
+from fleet.service.hostcache import CachedHost, unix_seconds
+from fleet.store import hosts as host_store
+from fleet.store.db import utcnow
+
+log = logging.getLogger("fleet.ingest")
+
+
+def _rows(value: Any) -> list[dict[str, Any]]:
+    """osquery sends `""` (or null) for a query without results; anything but a list of
+    objects counts as no rows."""
+    if not isinstance(value, list):
+        return []
+    return [r for r in value if isinstance(r, dict)]
+
+
+async def submit_results(ctx: ServiceContext, host: CachedHost, *,
+                         queries: Mapping[str, Any], statuses: Mapping[str, int],
+                         messages: Mapping[str, str], stats: Mapping[str, Any],
+                         public_ip: str) -> None:
+    ingest_ctx = detail_queries.IngestContext(public_ip=public_ip)
+    vitals: dict[str, Any] = {}
+    details_seen = False
+    for name, raw_rows in queries.items():
+        failed = statuses.get(name, 0) != 0
+        message = messages.get(name, "")
+        if name.startswith(LIVE_QUERY_PREFIX):
+            try:
+                campaign_id = int(name[len(LIVE_QUERY_PREFIX):])
+            except ValueError:
+                log.info("host %s answered unknown live query %r", host.id, name)
+                continue
+            error = (message or "query failed") if failed else ""
+            await campaigns.ingest_result(ctx, host, campaign_id, _rows(raw_rows), error,
+                                          stats.get(name))
+        elif name.startswith(detail_queries.PREFIX):
+            details_seen = True
+            if failed:
+                if not message.startswith("no such table"):
+                    log.info("detail query %s failed on host %s: %s", name, host.id, message)
+                continue
+            detail = detail_queries.BY_NAME.get(name[len(detail_queries.PREFIX):])
+            if detail is None:
+                log.info("host %s answered unknown detail query %r", host.id, name)
+                continue
+            vitals.update(detail.ingest(_rows(raw_rows), ingest_ctx))
+        else:
+            log.debug("host %s answered unknown query %r", host.id, name)
+    if details_seen:
+        await _save_details(ctx, host, vitals)
+
+
+async def _save_details(ctx: ServiceContext, host: CachedHost, vitals: dict[str, Any]) -> None:
+    now = utcnow()
+    await host_store.update_host(ctx.db, host.id, {
+        **vitals, "detail_updated_at": now, "refetch_requested": False})
+    # This instance keeps serving the host from an up-to-date entry; others reload it.
+    await ctx.host_changed(host.id)
+    for name in ("hostname", "platform", "distributed_interval", "config_tls_refresh",
+                 "logger_tls_period"):
+        if name in vitals:
+            setattr(host, name, vitals[name])
+    host.detail_updated_at = unix_seconds(now)
+    host.refetch_requested = False
+    ctx.host_cache.put(host)
+

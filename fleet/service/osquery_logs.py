@@ -1,0 +1,37 @@
+"""`/log`: forward osquery status and result lines to their destinations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from fleet.core.errors import BadRequest, PayloadTooLarge
+from fleet.logdest import LogWriteError
+from fleet.service.agent_config import AgentConfigCache
+from fleet.service.context import ServiceContext
+
+
+async def submit_logs(ctx: ServiceContext, cache: AgentConfigCache, log_type: str,
+                      data: Sequence[Any]) -> None:
+    """Write one JSON line per item; a destination failure is a 413 so osquery retries."""
+    if log_type == "status":
+        lines = [orjson.dumps(item) for item in data]
+        destination = ctx.status_log
+    elif log_type == "result":
+        lines = []
+        for item in data:
+            # Items that are not result objects are dropped, as Fleet does.
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str) \
+                    or not item["name"]:
+                continue
+            if await cache.forwards_results(ctx, item["name"]):
+                lines.append(orjson.dumps(item))
+        destination = ctx.result_log
+    else:
+        raise BadRequest(f"unknown log type: {log_type}")
+    try:
+        await destination.write(lines)
+    except LogWriteError as exc:
+        raise PayloadTooLarge(f"error writing {log_type} logs: {exc}") from None

@@ -1,0 +1,117 @@
+"""Database handle: one async engine for SQLite (embedded) or MySQL/MariaDB (production).
+
+Dialect differences the rest of the store needs (upserts) are hidden behind small helpers
+here, so the domain modules read the same on both backends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from fleet.config import Config
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC timestamp: what every TIMESTAMP column stores, on both dialects."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or answered with an operational error."""
+
+
+class Database:
+    """The async engine plus the dialect-specific helpers of the store."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name  # "sqlite" or "mysql"
+        # Every statement sent to the database is counted: tests use it to prove that the
+        # agent hot path runs no SQL, and it is cheap enough to keep on in production.
+        self.statement_count = 0
+        event.listen(engine.sync_engine, "before_cursor_execute", self._count)
+
+    def _count(self, *_args: Any) -> None:
+        self.statement_count += 1
+
+    def begin(self) -> Any:
+        """A transaction: `async with db.begin() as conn:`."""
+        return self.engine.begin()
+
+    def connect(self) -> Any:
+        return self.engine.connect()
+
+    async def ping(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:  # any driver error means "not healthy"
+            raise DatabaseUnavailable(str(exc)) from exc
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    def insert_ignore(self, table: sa.Table) -> Any:
+        """INSERT that silently skips rows whose key already exists."""
+        if self.dialect == "mysql":
+            return mysql.insert(table).prefix_with("IGNORE")
+        return sqlite.insert(table).on_conflict_do_nothing()
+
+    async def upsert(self, conn: AsyncConnection, table: sa.Table,
+                     rows: Sequence[dict[str, Any]], keys: Sequence[str],
+                     update: Sequence[str]) -> None:
+        """Insert rows, or update the `update` columns of rows whose `keys` already exist."""
+        if not rows:
+            return
+        if self.dialect == "mysql":
+            stmt = mysql.insert(table)
+            stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update})
+        else:
+            stmt = sqlite.insert(table)
+            stmt = stmt.on_conflict_do_update(index_elements=list(keys),
+                                              set_={c: stmt.excluded[c] for c in update})
+        await conn.execute(stmt, list(rows))
+
+
+def database_url(cfg: Config) -> URL:
+    if not cfg.mysql.address:
+        return URL.create("sqlite+aiosqlite", database=os.path.abspath(cfg.sqlite.path))
+    host, _, port = cfg.mysql.address.rpartition(":")
+    if not host:
+        host, port = cfg.mysql.address, "3306"
+    return URL.create("mysql+asyncmy", username=cfg.mysql.username,
+                      password=cfg.mysql.password or None, host=host, port=int(port),
+                      database=cfg.mysql.database, query={"charset": "utf8mb4"})
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers proceed during writes; busy_timeout turns brief write contention
+    # into a short wait instead of "database is locked".
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def create_database(cfg: Config) -> Database:
+    url = database_url(cfg)
+    if url.drivername.startswith("sqlite"):
+        engine = create_async_engine(url, pool_size=5, max_overflow=5)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        idle = min(cfg.mysql.max_idle_conns, cfg.mysql.max_open_conns)
+        engine = create_async_engine(
+            url, pool_size=max(idle, 1), max_overflow=max(cfg.mysql.max_open_conns - idle, 0),
+            pool_recycle=cfg.mysql.conn_max_lifetime or -1, pool_pre_ping=True)
+    return Database(engine)

@@ -1,0 +1,170 @@
+"""Read side of hosts (list, count, get, search) plus host deletion, and the listing helpers
+(pagination, ordering, text search) every list endpoint shares.
+
+Status filters are computed in SQL, mirroring `fleet.core.hoststatus`, so that pagination stays
+exact and no host rows are pulled into Python just to be filtered out. The one dialect-specific
+piece, "seconds between two timestamps", is a small compiled construct.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from fleet.core import hoststatus
+from fleet.core.errors import BadRequest
+from fleet.store.schema import TS, host_seen_times, hosts, label_membership, labels
+
+# ----------------------------------------------------------------------------------------------
+# Listing helpers (shared by users, queries and hosts)
+
+
+@dataclass(frozen=True)
+class ListOptions:
+    """Fleet's common list parameters, already validated by the transport."""
+
+    page: int = 0
+    per_page: int | None = None  # None: every row
+    order_key: str | None = None
+    descending: bool = False
+    query: str = ""
+
+
+def search_clause(text: str, columns: Sequence[ColumnElement[Any]]) -> ColumnElement[bool] | None:
+    """Substring match of `text` on any of `columns` (LIKE, with `%`/`_` escaped)."""
+    if not text:
+        return None
+    return sa.or_(*(col.contains(text, autoescape=True) for col in columns))
+
+
+def apply_list_options(stmt: sa.Select[Any], opts: ListOptions,
+                       sortable: Mapping[str, ColumnElement[Any]], tiebreak: ColumnElement[Any],
+                       *, peek: bool = False) -> sa.Select[Any]:
+    """ORDER BY/LIMIT/OFFSET from `opts`. `tiebreak` (the id) keeps pages stable; with `peek`
+    one extra row is fetched so the caller can tell whether a next page exists."""
+    if opts.order_key is not None:
+        column = sortable.get(opts.order_key)
+        if column is None:
+            raise BadRequest(f"invalid order_key: {opts.order_key}", name="order_key")
+        stmt = stmt.order_by(column.desc() if opts.descending else column.asc())
+    stmt = stmt.order_by(tiebreak.desc() if opts.descending else tiebreak.asc())
+    if opts.per_page is not None:
+        stmt = stmt.limit(opts.per_page + (1 if peek else 0)).offset(opts.page * opts.per_page)
+    return stmt
+
+
+# ----------------------------------------------------------------------------------------------
+# Status math in SQL
+
+
+class seconds_between(FunctionElement[float]):
+    """`end - start` in seconds (fractional), for two timestamp expressions."""
+
+    type = sa.Float()
+    name = "seconds_between"
+    inherit_cache = True
+
+
+@compiles(seconds_between, "mysql")
+def _seconds_between_mysql(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(TIMESTAMPDIFF(MICROSECOND, {start}, {end}) / 1000000.0)"
+
+
+@compiles(seconds_between, "sqlite")
+def _seconds_between_sqlite(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"((julianday({end}) - julianday({start})) * 86400.0)"
+
+
+SEEN_TIME = sa.func.coalesce(host_seen_times.c.seen_time, hosts.c.created_at)
+_FROM = hosts.outerjoin(host_seen_times, host_seen_times.c.host_id == hosts.c.id)
+# node_key is a credential: it never leaves the store through this module.
+_COLUMNS = [c for c in hosts.c if c.name != "node_key"]
+HOST_SORTABLE: dict[str, ColumnElement[Any]] = {c.name: c for c in _COLUMNS}
+HOST_SORTABLE["seen_time"] = SEEN_TIME
+_SEARCHED = (hosts.c.hostname, hosts.c.uuid, hosts.c.hardware_serial, hosts.c.primary_ip)
+
+
+def status_clause(status: str, now: dt.datetime) -> ColumnElement[bool]:
+    """The SQL twin of `fleet.core.hoststatus` for one status filter value."""
+    at = sa.literal(now, TS)
+    if status == "online" or status == "offline":
+        interval = sa.case(
+            (hosts.c.distributed_interval < hosts.c.config_tls_refresh,
+             hosts.c.distributed_interval),
+            else_=hosts.c.config_tls_refresh)
+        online = seconds_between(SEEN_TIME, at) < interval + hoststatus.ONLINE_INTERVAL_BUFFER
+        return online if status == "online" else sa.not_(online)
+    if status in ("missing", "mia"):
+        return SEEN_TIME <= sa.literal(now - hoststatus.MISSING_DURATION, TS)
+    if status == "new":
+        return hosts.c.created_at >= sa.literal(now - hoststatus.NEW_DURATION, TS)
+    raise BadRequest(f"invalid status: {status}", name="status")
+
+
+def _filters(opts: ListOptions, status: str | None, now: dt.datetime) -> list[ColumnElement[bool]]:
+    where = []
+    text = search_clause(opts.query, _SEARCHED)
+    if text is not None:
+        where.append(text)
+    if status:
+        where.append(status_clause(status, now))
+    return where
+
+
+def _select_hosts() -> sa.Select[Any]:
+    return sa.select(*_COLUMNS, SEEN_TIME.label("seen_time")).select_from(_FROM)
+
+
+async def list_hosts(conn: AsyncConnection, opts: ListOptions, *, status: str | None,
+                     now: dt.datetime) -> Sequence[sa.Row[Any]]:
+    stmt = _select_hosts().where(*_filters(opts, status, now))
+    stmt = apply_list_options(stmt, opts, HOST_SORTABLE, hosts.c.id)
+    return (await conn.execute(stmt)).all()
+
+
+async def count_hosts(conn: AsyncConnection, opts: ListOptions, *, status: str | None,
+                      label_id: int | None, now: dt.datetime) -> int:
+    source = _FROM
+    where = _filters(opts, status, now)
+    if label_id is not None:
+        source = source.join(label_membership, label_membership.c.host_id == hosts.c.id)
+        where.append(label_membership.c.label_id == label_id)
+    stmt = sa.select(sa.func.count()).select_from(source).where(*where)
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def get_host(conn: AsyncConnection, host_id: int) -> sa.Row[Any] | None:
+    return (await conn.execute(_select_hosts().where(hosts.c.id == host_id))).first()
+
+
+async def find_host(conn: AsyncConnection, identifier: str) -> sa.Row[Any] | None:
+    """The first host (lowest id) whose hostname, uuid, serial or osquery host id matches."""
+    match = sa.or_(hosts.c.hostname == identifier, hosts.c.uuid == identifier,
+                   hosts.c.hardware_serial == identifier, hosts.c.osquery_host_id == identifier)
+    stmt = _select_hosts().where(match).order_by(hosts.c.id).limit(1)
+    return (await conn.execute(stmt)).first()
+
+
+async def host_labels(conn: AsyncConnection, host_id: int) -> Sequence[sa.Row[Any]]:
+    stmt = (sa.select(labels).join(label_membership, label_membership.c.label_id == labels.c.id)
+            .where(label_membership.c.host_id == host_id).order_by(labels.c.id))
+    return (await conn.execute(stmt)).all()
+
+
+async def delete_host(conn: AsyncConnection, host_id: int) -> bool:
+    """Delete the host and the rows that hang off it; False if it did not exist."""
+    await conn.execute(sa.delete(label_membership).where(label_membership.c.host_id == host_id))
+    await conn.execute(sa.delete(host_seen_times).where(host_seen_times.c.host_id == host_id))
+    result = await conn.execute(sa.delete(hosts).where(hosts.c.id == host_id))
+    return bool(result.rowcount)

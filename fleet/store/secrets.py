@@ -1,0 +1,51 @@
+"""Enroll secrets. `team_id` NULL marks the global secrets (the only kind served here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fleet.store.db import Database
+from fleet.store.schema import enroll_secrets
+
+
+async def find_secret(db: Database, secret: str) -> sa.Row[Any] | None:
+    """The (secret, team_id) row for an enrolling agent's secret, or None if unknown."""
+    stmt = sa.select(enroll_secrets.c.secret, enroll_secrets.c.team_id).where(
+        enroll_secrets.c.secret == secret)
+    async with db.connect() as conn:
+        return (await conn.execute(stmt)).first()
+
+
+async def list_global_secrets(conn: AsyncConnection) -> Sequence[sa.Row[Any]]:
+    stmt = (sa.select(enroll_secrets).where(enroll_secrets.c.team_id.is_(None))
+            .order_by(enroll_secrets.c.created_at, enroll_secrets.c.secret))
+    return (await conn.execute(stmt)).all()
+
+
+async def team_secrets_among(conn: AsyncConnection, secrets: Sequence[str]) -> list[str]:
+    """Which of `secrets` already belong to a team (a secret maps to one place only)."""
+    if not secrets:
+        return []
+    stmt = sa.select(enroll_secrets.c.secret).where(enroll_secrets.c.secret.in_(secrets),
+                                                    enroll_secrets.c.team_id.is_not(None))
+    return list((await conn.execute(stmt)).scalars())
+
+
+async def add_global_secrets(db: Database, conn: AsyncConnection, secrets: Sequence[str],
+                             now: dt.datetime) -> None:
+    """Insert the secrets that do not exist yet; existing ones keep their created_at."""
+    if secrets:
+        await conn.execute(db.insert_ignore(enroll_secrets),
+                           [{"secret": s, "team_id": None, "created_at": now} for s in secrets])
+
+
+async def delete_global_secrets_except(conn: AsyncConnection, keep: Sequence[str]) -> None:
+    stmt = sa.delete(enroll_secrets).where(enroll_secrets.c.team_id.is_(None))
+    if keep:
+        stmt = stmt.where(enroll_secrets.c.secret.not_in(keep))
+    await conn.execute(stmt)

@@ -1,0 +1,48 @@
+"""Sessions: API tokens, stored only as SHA-256 digests of the token."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fleet.store.schema import sessions, users
+
+
+async def insert_session(conn: AsyncConnection, *, user_id: int, key_hash: str,
+                         now: dt.datetime, expires_at: dt.datetime) -> int:
+    result = await conn.execute(sa.insert(sessions).values(
+        user_id=user_id, key_hash=key_hash, created_at=now, accessed_at=now,
+        expires_at=expires_at))
+    return int(result.inserted_primary_key[0])
+
+
+async def find_session(conn: AsyncConnection, key_hash: str) -> sa.Row[Any] | None:
+    """The session with this digest and the user fields needed to authorize its requests."""
+    stmt = (sa.select(sessions.c.id, sessions.c.user_id, sessions.c.accessed_at,
+                      users.c.email, users.c.name, users.c.global_role, users.c.api_only,
+                      users.c.enabled)
+            .join(users, users.c.id == sessions.c.user_id)
+            .where(sessions.c.key_hash == key_hash))
+    return (await conn.execute(stmt)).first()
+
+
+async def touch_session(conn: AsyncConnection, session_id: int, *, now: dt.datetime,
+                        expires_at: dt.datetime) -> None:
+    await conn.execute(sa.update(sessions).where(sessions.c.id == session_id)
+                       .values(accessed_at=now, expires_at=expires_at))
+
+
+async def delete_session(conn: AsyncConnection, session_id: int) -> None:
+    await conn.execute(sa.delete(sessions).where(sessions.c.id == session_id))
+
+
+async def delete_user_sessions(conn: AsyncConnection, user_id: int, *,
+                               keep: int | None = None) -> None:
+    """Log the user out everywhere, except (optionally) the session `keep`."""
+    stmt = sa.delete(sessions).where(sessions.c.user_id == user_id)
+    if keep is not None:
+        stmt = stmt.where(sessions.c.id != keep)
+    await conn.execute(stmt)

@@ -1,0 +1,174 @@
+"""HTTP client for the Fleet REST API, configured from a fleetctl context.
+
+Every failure becomes a `CLIError` carrying one readable line: non-2xx responses are decoded
+from Fleet's error envelope `{"message", "errors": [{"name", "reason"}]}`, and transport
+failures name the address that could not be reached.
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from fleetctl.context import Context
+from fleetctl.errors import CLIError
+
+LOGIN_HINT = "Please log in with: fleetctl login"
+
+
+class APIError(CLIError):
+    """A non-2xx answer from Fleet, decoded from its error envelope."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        reasons: list[str],
+        retry_after: str | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.reasons = reasons
+        self.retry_after = retry_after
+        super().__init__(self._render())
+
+    @property
+    def reason(self) -> str:
+        """The most specific explanation the server gave."""
+        return "; ".join(self.reasons) or self.message
+
+    def _render(self) -> str:
+        text = self.message
+        if self.reasons and self.reason != self.message:
+            text = f"{self.message}: {self.reason}" if self.message else self.reason
+        text = f"{text} (HTTP {self.status})"
+        if self.status == 401:
+            text += f". Token invalid or session expired. {LOGIN_HINT}"
+        return text
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> APIError:
+        message = response.reason_phrase or f"HTTP {response.status_code}"
+        reasons: list[str] = []
+        try:
+            body = response.json()
+        except ValueError:
+            snippet = " ".join(response.text.split())[:200]
+            if snippet:
+                reasons.append(snippet)
+        else:
+            if isinstance(body, dict):
+                message = str(body.get("message") or body.get("error") or message)
+                for item in body.get("errors") or []:
+                    if isinstance(item, dict) and item.get("reason"):
+                        reasons.append(str(item["reason"]))
+        return cls(response.status_code, message, reasons, response.headers.get("retry-after"))
+
+
+def ssl_context(ctx: Context) -> ssl.SSLContext:
+    """TLS settings shared by HTTP and the live-query websocket."""
+    try:
+        context = ssl.create_default_context(cafile=ctx.rootca or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise CLIError(f"reading root CA {ctx.rootca}: {exc}") from None
+    if ctx.tls_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def check_address(address: str) -> str:
+    if not address:
+        raise CLIError(
+            "set the Fleet API address with: fleetctl config set --address https://localhost:8080"
+        )
+    parts = urlsplit(address)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise CLIError(f"invalid address {address!r}: it must start with https:// (or http://)")
+    return address.rstrip("/")
+
+
+class FleetClient:
+    """A session against one Fleet server; use as a context manager."""
+
+    def __init__(self, ctx: Context, *, debug: bool = False, authenticated: bool = True) -> None:
+        self.ctx = ctx
+        self.address = check_address(ctx.address)
+        self.debug = debug
+        if authenticated and not ctx.token:
+            raise CLIError(f"Token missing. {LOGIN_HINT}")
+        headers = dict(ctx.custom_headers)
+        if authenticated:
+            headers["Authorization"] = f"Bearer {ctx.token}"
+        self.ssl = ssl_context(ctx)
+        self._http = httpx.Client(
+            base_url=self.address + ctx.url_prefix,
+            headers=headers,
+            verify=self.ssl,
+            timeout=httpx.Timeout(60.0, connect=15.0),
+        )
+
+    def __enter__(self) -> FleetClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def log(self, line: str) -> None:
+        if self.debug:
+            print(f"[debug] {line}", file=sys.stderr)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        """Send one request; raise `APIError` for non-2xx, `CLIError` if unreachable."""
+        started = time.monotonic()
+        try:
+            response = self._http.request(method, path, params=params, json=body)
+        except httpx.RequestError as exc:
+            self.log(f"{method} {path} failed: {exc!r}")
+            reason = str(exc) or type(exc).__name__
+            raise CLIError(f"could not connect to {self.address}: {reason}") from None
+        self.log(
+            f"{method} {response.request.url} -> {response.status_code} "
+            f"({(time.monotonic() - started) * 1000:.0f} ms)"
+        )
+        if response.status_code >= 300:
+            raise APIError.from_response(response)
+        return response
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Send a request and decode its JSON object body (empty bodies become `{}`)."""
+        response = self.request(method, path, body=body, params=params)
+        if not response.content.strip():
+            return {}
+        try:
+            decoded = response.json()
+        except ValueError:
+            raise CLIError(f"{method} {path}: the server sent invalid JSON") from None
+        if not isinstance(decoded, dict):
+            raise CLIError(f"{method} {path}: expected a JSON object from the server")
+        return decoded
+
+    def websocket_url(self, path: str) -> str:
+        """The ws(s):// URL for `path`, keeping host, port and url-prefix."""
+        parts = urlsplit(self.address)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return f"{scheme}://{parts.netloc}{self.ctx.url_prefix}{path}"

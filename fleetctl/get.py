@@ -1,0 +1,108 @@
+"""`fleetctl get <kind>`: list or show hosts, saved queries and enroll secrets."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+from urllib.parse import quote
+
+from fleetctl.client import APIError, FleetClient
+from fleetctl.context import load_context
+from fleetctl.errors import CLIError
+from fleetctl.output import print_spec, render_table
+
+HOSTS_PER_PAGE = 100
+
+
+def _client(args: argparse.Namespace) -> FleetClient:
+    return FleetClient(load_context(args.config, args.context), debug=args.debug)
+
+
+def _check_format(args: argparse.Namespace) -> None:
+    if args.json and args.yaml:
+        raise CLIError("can't specify both --json and --yaml")
+
+
+def get_hosts(args: argparse.Namespace) -> int:
+    _check_format(args)
+    with _client(args) as client:
+        if args.identifier:
+            path = f"/api/latest/fleet/hosts/identifier/{quote(args.identifier, safe='')}"
+            try:
+                host = client.call("GET", path).get("host")
+            except APIError as exc:
+                raise CLIError(f"could not get host: {exc}") from None
+            print_spec("host", host, as_json=args.json)
+            return 0
+        try:
+            hosts = _all_hosts(client)
+        except APIError as exc:
+            raise CLIError(f"could not list hosts: {exc}") from None
+
+    if args.json or args.yaml:
+        for host in hosts:
+            print_spec("host", host, as_json=args.json)
+        return 0
+    if not hosts:
+        print("No hosts found")
+        return 0
+    rows = [
+        [
+            str(h.get("uuid") or ""),
+            str(h.get("display_text") or h.get("display_name") or h.get("hostname") or ""),
+            str(h.get("platform") or ""),
+            str(h.get("osquery_version") or ""),
+            str(h.get("status") or ""),
+        ]
+        for h in hosts
+    ]
+    print(render_table(["uuid", "hostname", "platform", "osquery_version", "status"], rows))
+    return 0
+
+
+def _all_hosts(client: FleetClient) -> list[dict[str, Any]]:
+    """Page through `/hosts` until a short page, so large fleets are listed completely."""
+    hosts: list[dict[str, Any]] = []
+    page = 0
+    while True:
+        batch = client.call(
+            "GET", "/api/latest/fleet/hosts", params={"page": page, "per_page": HOSTS_PER_PAGE}
+        ).get("hosts") or []
+        hosts.extend(batch)
+        if len(batch) < HOSTS_PER_PAGE:
+            return hosts
+        page += 1
+
+
+def get_queries(args: argparse.Namespace) -> int:
+    _check_format(args)
+    with _client(args) as client:
+        if args.name:
+            path = f"/api/latest/fleet/spec/queries/{quote(args.name, safe='')}"
+            spec = client.call("GET", path).get("specs")
+            print_spec("query", spec, as_json=args.json)
+            return 0
+        try:
+            specs = client.call("GET", "/api/latest/fleet/spec/queries").get("specs") or []
+        except APIError as exc:
+            raise CLIError(f"could not list queries: {exc}") from None
+
+    if args.json or args.yaml:
+        for spec in specs:
+            print_spec("query", spec, as_json=args.json)
+        return 0
+    if not specs:
+        print("No queries found")
+        return 0
+    rows = [[str(s.get("name") or ""), str(s.get("description") or ""),
+             str(s.get("query") or "")] for s in specs]
+    print(render_table(["name", "description", "query"], rows))
+    return 0
+
+
+def get_enroll_secret(args: argparse.Namespace) -> int:
+    _check_format(args)
+    with _client(args) as client:
+        spec = client.call("GET", "/api/latest/fleet/spec/enroll_secret").get("spec")
+    print_spec("enroll_secret", spec, as_json=args.json)
+    return 0

@@ -1,0 +1,135 @@
+"""Shared fixtures: every integration test runs on both backends.
+
+- `sqlite`: embedded SQLite file + in-process broker.
+- `mysql`: MySQL/MariaDB (FLEET_TEST_MYSQL_ADDRESS, default 127.0.0.1:3306, user root) +
+  Redis (FLEET_TEST_REDIS_ADDRESS, default 127.0.0.1:6379, database 14).
+Each test gets a fresh, migrated database. With CI=true an unreachable MySQL or Redis fails
+the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from fleet import config
+from fleet.broker import create_broker
+from fleet.service.context import ServiceContext
+from fleet.store.db import create_database
+from fleet.store.migrate import apply_migrations
+
+MYSQL_ADDRESS = os.environ.get("FLEET_TEST_MYSQL_ADDRESS", "127.0.0.1:3306")
+MYSQL_USER = os.environ.get("FLEET_TEST_MYSQL_USERNAME", "root")
+MYSQL_PASSWORD = os.environ.get("FLEET_TEST_MYSQL_PASSWORD", "")
+REDIS_ADDRESS = os.environ.get("FLEET_TEST_REDIS_ADDRESS", "127.0.0.1:6379")
+REDIS_TEST_DB = 14
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+BACKENDS = ["sqlite", "mysql"]
+
+
+def unavailable(what: str, exc: BaseException) -> None:
+    """Skip locally, fail in CI: a backend that cannot be reached is a broken run there."""
+    msg = f"{what} is not reachable: {exc}"
+    if IN_CI:
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg)
+
+
+async def _mysql_admin(sql: str) -> None:
+    import asyncmy  # the driver the server uses; no extra dependency
+
+    host, _, port = MYSQL_ADDRESS.rpartition(":")
+    conn = await asyncmy.connect(host=host, port=int(port), user=MYSQL_USER,
+                                 password=MYSQL_PASSWORD)
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def backend_overrides(backend: str, tmp_path: Path, db_name: str) -> dict[str, Any]:
+    """Config overrides selecting a backend, also used to start real server processes."""
+    if backend == "sqlite":
+        return {"sqlite.path": str(tmp_path / "fleet.db")}
+    return {"mysql.address": MYSQL_ADDRESS, "mysql.username": MYSQL_USER,
+            "mysql.password": MYSQL_PASSWORD, "mysql.database": db_name,
+            "redis.address": REDIS_ADDRESS, "redis.database": REDIS_TEST_DB}
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_name(backend: str) -> Iterator[str]:
+    """For MySQL a fresh, empty database (dropped afterwards); "" for SQLite."""
+    if backend != "mysql":
+        yield ""
+        return
+    name = "fleet_test_" + secrets.token_hex(4)
+    try:
+        asyncio.run(_mysql_admin(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+    except Exception as exc:  # connection refused, auth, ...
+        unavailable(f"MySQL at {MYSQL_ADDRESS}", exc)
+    try:
+        yield name
+    finally:
+        asyncio.run(_mysql_admin(f"DROP DATABASE IF EXISTS {name}"))
+
+
+@pytest.fixture
+def redis_flushed(backend: str) -> None:
+    """For the MySQL backend, an empty Redis test database (Redis must be reachable)."""
+    if backend != "mysql":
+        return
+
+    async def flush() -> None:
+        client = redis.asyncio.Redis.from_url(f"redis://{REDIS_ADDRESS}/{REDIS_TEST_DB}")
+        try:
+            await client.flushdb()
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(flush())
+    except Exception as exc:
+        unavailable(f"Redis at {REDIS_ADDRESS}", exc)
+
+
+@pytest.fixture
+def backend_config(backend: str, tmp_path: Path, db_name: str,
+                   redis_flushed: None) -> config.Config:
+    """Unmigrated configuration for the backend under test."""
+    overrides = backend_overrides(backend, tmp_path, db_name)
+    overrides.update({
+        "filesystem.result_log_file": str(tmp_path / "osquery_result"),
+        "filesystem.status_log_file": str(tmp_path / "osquery_status"),
+        "auth.bcrypt_cost": 4,
+    })
+    return config.from_mapping(overrides)
+
+
+@pytest.fixture
+async def ctx(backend_config: config.Config) -> AsyncIterator[ServiceContext]:
+    """A migrated database and a broker for the backend under test."""
+    cfg = backend_config
+    db = create_database(cfg)
+    await apply_migrations(db)
+    broker = await create_broker(redis_address=cfg.redis.address,
+                                 database=cfg.redis.database)
+    context = ServiceContext(cfg=cfg, db=db, broker=broker)
+    try:
+        yield context
+    finally:
+        await broker.close()
+        await db.close()
