@@ -31,7 +31,7 @@ def status_line(
     line: int,
     message: str,
     version: str,
-    decorations: Row,
+    decorations: dict[str, str],
 ) -> dict[str, Any]:
     """One status log line (glog record relayed by the TLS logger)."""
     out: dict[str, Any] = {

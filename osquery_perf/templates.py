@@ -248,8 +248,8 @@ def make_host(
     now_i = int(time.time() if now is None else now)
     family = tpl.family
     hw = rng.choice(_HARDWARE[family])
-    versions, weights = zip(*OSQUERY_VERSIONS, strict=True)
-    version = osquery_version or rng.choices(versions, weights)[0]
+    versions = [v for v, _ in OSQUERY_VERSIONS]
+    version = osquery_version or rng.choices(versions, [w for _, w in OSQUERY_VERSIONS])[0]
 
     hw_uuid = _uuid(rng).upper()
     instance_id = _uuid(rng)

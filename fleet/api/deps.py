@@ -1,5 +1,65 @@
-"""(being written)"""
+"""FastAPI dependencies shared by the REST routers: the service context, the authenticated
+viewer (`Authorization: Bearer <token>`) and Fleet's list parameters."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated, Literal
+
+from fastapi import Depends, Query, Request
+
+from fleet.core.authz import Viewer
+from fleet.core.errors import AuthenticationFailed, BadRequest
+from fleet.service.context import ServiceContext
+from fleet.service.sessions import authenticate
+from fleet.store.host_search import ListOptions
+
+DEFAULT_PER_PAGE = 20
+
+
+def get_ctx(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ServiceContext, Depends(get_ctx)]
+
+
+def bearer_token(request: Request) -> str:
+    """The token of an `Authorization: Bearer` header, or "" if there is none."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+async def current_viewer(request: Request, ctx: Ctx) -> Viewer:
+    token = bearer_token(request)
+    if not token:
+        raise AuthenticationFailed("Authentication failed")
+    return await authenticate(ctx, token)
+
+
+CurrentViewer = Annotated[Viewer, Depends(current_viewer)]
+
+
+def list_options(
+    page: Annotated[int | None, Query()] = None,
+    per_page: Annotated[int | None, Query()] = None,
+    order_key: Annotated[str | None, Query()] = None,
+    order_direction: Annotated[Literal["asc", "desc"] | None, Query()] = None,
+    query: Annotated[str, Query()] = "",
+) -> ListOptions:
+    """Fleet's rules: no page and no per_page lists everything; a page alone has 20 rows;
+    negative pages and non-positive sizes are 400; a direction needs an order_key."""
+    if page is not None and page < 0:
+        raise BadRequest("page must not be negative", name="page")
+    if per_page is not None and per_page <= 0:
+        raise BadRequest("per_page must be positive", name="per_page")
+    if order_direction is not None and not order_key:
+        raise BadRequest("order_key must be specified with order_direction",
+                         name="order_direction")
+    if page is not None and per_page is None:
+        per_page = DEFAULT_PER_PAGE
+    return ListOptions(page=page or 0, per_page=per_page, order_key=order_key or None,
+                       descending=order_direction == "desc", query=query.strip())
+
+
+ListParams = Annotated[ListOptions, Depends(list_options)]

@@ -1,5 +1,89 @@
-"""(being written)"""
+"""Hosts REST endpoints (`/hosts`, `/hosts/count`, `/hosts/{id}`, `/hosts/identifier/...`)
+and the Fleet Host JSON object."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from fleet.api.deps import Ctx, CurrentViewer, ListParams
+from fleet.api.errors import json_response
+from fleet.core import hoststatus
+from fleet.service import host_admin
+from fleet.store.db import utcnow
+
+router = APIRouter(strict_content_type=False)
+
+StatusParam = Annotated[Literal["online", "offline", "new", "missing", "mia"] | None, Query()]
+
+# Host columns copied to the JSON object as they are.
+_PLAIN_FIELDS = (
+    "id", "created_at", "updated_at", "detail_updated_at", "label_updated_at",
+    "policy_updated_at", "last_enrolled_at", "seen_time", "hostname", "uuid", "platform",
+    "platform_like", "osquery_version", "os_version", "build", "code_name", "uptime", "memory",
+    "cpu_type", "cpu_subtype", "cpu_brand", "cpu_physical_cores", "cpu_logical_cores",
+    "hardware_vendor", "hardware_model", "hardware_version", "hardware_serial", "computer_name",
+    "primary_ip", "primary_mac", "public_ip", "distributed_interval", "config_tls_refresh",
+    "logger_tls_period", "team_id", "gigs_disk_space_available",
+    "percent_disk_space_available", "gigs_total_disk_space")
+
+
+def host_json(row: sa.Row[Any], now: dt.datetime) -> dict[str, Any]:
+    """Fleet's Host object from a host_search row (status as of `now`)."""
+    data = {name: getattr(row, name) for name in _PLAIN_FIELDS}
+    display_name = row.computer_name or row.hostname
+    data.update(
+        refetch_requested=bool(row.refetch_requested), display_name=display_name,
+        display_text=display_name, team_name=None,
+        status=hoststatus.status(row.seen_time, row.distributed_interval,
+                                 row.config_tls_refresh, now),
+        issues={"failing_policies_count": 0, "total_issues_count": 0})
+    return data
+
+
+def label_json(row: sa.Row[Any]) -> dict[str, Any]:
+    return {"id": row.id, "created_at": row.created_at, "updated_at": row.updated_at,
+            "name": row.name, "description": row.description, "query": row.query,
+            "platform": row.platform, "label_type": row.label_type,
+            "label_membership_type": row.label_membership_type, "display_text": row.name}
+
+
+def _detail(detail: host_admin.HostDetail) -> Response:
+    host = host_json(detail.host, utcnow())
+    host["labels"] = [label_json(label) for label in detail.labels]
+    return json_response({"host": host})
+
+
+@router.get("/hosts")
+async def list_hosts(ctx: Ctx, viewer: CurrentViewer, opts: ListParams,
+                     status: StatusParam = None) -> Response:
+    result = await host_admin.list_hosts(ctx, viewer, opts, status)
+    return json_response({"hosts": [host_json(row, result.now) for row in result.hosts]})
+
+
+@router.get("/hosts/count")
+async def count_hosts(ctx: Ctx, viewer: CurrentViewer, opts: ListParams,
+                      status: StatusParam = None,
+                      label_id: Annotated[int | None, Query()] = None) -> Response:
+    count = await host_admin.count_hosts(ctx, viewer, opts, status, label_id)
+    return json_response({"count": count})
+
+
+@router.get("/hosts/identifier/{identifier}")
+async def get_host_by_identifier(identifier: str, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    return _detail(await host_admin.find_host(ctx, viewer, identifier))
+
+
+@router.get("/hosts/{host_id}")
+async def get_host(host_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    return _detail(await host_admin.get_host(ctx, viewer, host_id))
+
+
+@router.delete("/hosts/{host_id}")
+async def delete_host(host_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    await host_admin.delete_host(ctx, viewer, host_id)
+    return json_response({})

@@ -1,5 +1,150 @@
-"""(being written)"""
+"""Saved-query REST endpoints (`/queries...`) and their fleetctl specs (`/spec/queries...`)."""
 
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import Response
 
-router = APIRouter()
+from fleet.api.deps import Ctx, CurrentViewer, ListParams
+from fleet.api.errors import json_response
+from fleet.service import queries as service
+
+router = APIRouter(strict_content_type=False)
+
+
+def _common(row: sa.Row[Any]) -> dict[str, Any]:
+    """The fields queries and query specs share, under Fleet's names."""
+    return {"name": row.name, "description": row.description, "query": row.query,
+            "interval": row.schedule_interval, "observer_can_run": row.observer_can_run,
+            "automations_enabled": row.automations_enabled, "platform": row.platform,
+            "min_osquery_version": row.min_osquery_version, "logging": row.logging_type,
+            "discard_data": row.discard_data}
+
+
+def query_json(row: sa.Row[Any]) -> dict[str, Any]:
+    return {"id": row.id, "created_at": row.created_at, "updated_at": row.updated_at,
+            **_common(row), "team_id": row.team_id, "saved": row.saved,
+            "author_id": row.author_id, "author_name": row.author_name or "",
+            "author_email": row.author_email or "", "packs": [], "stats": {}}
+
+
+def spec_json(row: sa.Row[Any]) -> dict[str, Any]:
+    return {**_common(row), "team": ""}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+
+class QueryFields(_Strict):
+    """Optional fields of a query; only those sent are passed on (PATCH semantics)."""
+
+    name: str | None = None
+    query: str | None = None
+    description: str | None = None
+    observer_can_run: bool | None = None
+    interval: int | None = None
+    platform: str | None = None
+    min_osquery_version: str | None = None
+    automations_enabled: bool | None = None
+    logging: str | None = None
+    discard_data: bool | None = None
+    team_id: int | None = None
+
+    def sent(self) -> dict[str, Any]:
+        """Fields present in the request; an explicit null means "unchanged" except team_id."""
+        return {k: v for k, v in self.model_dump(exclude_unset=True).items()
+                if v is not None or k == "team_id"}
+
+
+class CreateQueryBody(QueryFields):
+    name: str
+    query: str
+
+
+class QuerySpec(_Strict):
+    name: str
+    query: str
+    description: str = ""
+    team: str = ""
+    interval: int = 0
+    observer_can_run: bool = False
+    automations_enabled: bool = False
+    platform: str = ""
+    min_osquery_version: str = ""
+    logging: str = "snapshot"
+    discard_data: bool = False
+
+
+class QuerySpecsBody(_Strict):
+    specs: list[QuerySpec]
+
+
+class DeleteQueriesBody(_Strict):
+    ids: list[int]
+
+
+@router.get("/queries")
+async def list_queries(ctx: Ctx, viewer: CurrentViewer, opts: ListParams) -> Response:
+    page = await service.list_queries(ctx, viewer, opts)
+    return json_response({
+        "queries": [query_json(r) for r in page.queries],
+        "meta": {"has_next_results": page.has_next_results,
+                 "has_previous_results": page.has_previous_results},
+        "count": page.count})
+
+
+@router.get("/queries/{query_id}")
+async def get_query(query_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    return json_response({"query": query_json(await service.get_query(ctx, viewer, query_id))})
+
+
+@router.post("/queries")
+async def create_query(body: CreateQueryBody, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    row = await service.create_query(ctx, viewer, body.sent())
+    return json_response({"query": query_json(row)})
+
+
+@router.patch("/queries/{query_id}")
+async def modify_query(query_id: int, body: QueryFields, ctx: Ctx,
+                       viewer: CurrentViewer) -> Response:
+    row = await service.modify_query(ctx, viewer, query_id, body.sent())
+    return json_response({"query": query_json(row)})
+
+
+@router.post("/queries/delete")
+async def delete_queries(body: DeleteQueriesBody, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    return json_response({"deleted": await service.delete_queries(ctx, viewer, body.ids)})
+
+
+@router.delete("/queries/id/{query_id}")
+async def delete_query_by_id(query_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    await service.delete_query(ctx, viewer, query_id)
+    return json_response({})
+
+
+@router.delete("/queries/{name:path}")
+async def delete_query_by_name(name: str, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    await service.delete_query_by_name(ctx, viewer, name)
+    return json_response({})
+
+
+@router.get("/spec/queries")
+async def get_query_specs(ctx: Ctx, viewer: CurrentViewer) -> Response:
+    rows = await service.query_specs(ctx, viewer)
+    return json_response({"specs": [spec_json(r) for r in rows]})
+
+
+@router.get("/spec/queries/{name:path}")
+async def get_query_spec(name: str, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    return json_response({"specs": spec_json(await service.query_spec(ctx, viewer, name))})
+
+
+@router.post("/spec/queries")
+async def apply_query_specs(body: QuerySpecsBody, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    await service.apply_query_specs(ctx, viewer, [s.model_dump() for s in body.specs])
+    return json_response({})

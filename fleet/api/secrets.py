@@ -1,5 +1,44 @@
-"""(being written)"""
+"""Global enroll secrets as a fleetctl spec (`/spec/enroll_secret`)."""
+
+from __future__ import annotations
 
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import Response
 
-router = APIRouter()
+from fleet.api.deps import Ctx, CurrentViewer
+from fleet.api.errors import json_response
+from fleet.service import secrets as service
+
+router = APIRouter(strict_content_type=False)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+
+class SecretItem(_Strict):
+    secret: str
+
+
+class SecretsSpec(_Strict):
+    secrets: list[SecretItem]
+
+
+class ApplySecretsBody(_Strict):
+    spec: SecretsSpec
+
+
+@router.get("/spec/enroll_secret")
+async def get_enroll_secret_spec(ctx: Ctx, viewer: CurrentViewer) -> Response:
+    rows = await service.get_global_secrets(ctx, viewer)
+    secrets = [{"secret": r.secret, "created_at": r.created_at, "team_id": r.team_id}
+               for r in rows]
+    return json_response({"spec": {"secrets": secrets}})
+
+
+@router.post("/spec/enroll_secret")
+async def apply_enroll_secret_spec(body: ApplySecretsBody, ctx: Ctx,
+                                   viewer: CurrentViewer) -> Response:
+    await service.apply_global_secrets(ctx, viewer, [s.secret for s in body.spec.secrets])
+    return json_response({})

@@ -1,5 +1,52 @@
-"""(being written)"""
+"""Login, logout and "who am I" (`/login`, `/logout`, `/me`)."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import Response
+
+from fleet.api.deps import Ctx, CurrentViewer
+from fleet.api.errors import json_response
+from fleet.api.users import user_json
+from fleet.service import sessions, users
+
+router = APIRouter(strict_content_type=False)
+
+
+class LoginBody(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    email: str
+    password: str
+
+
+def login_limiter(request: Request) -> sessions.RateLimiter:
+    """One limiter per application (Fleet: 10 logins a minute, burst 9, per email and IP)."""
+    state = request.app.state
+    if not hasattr(state, "login_limiter"):
+        state.login_limiter = sessions.RateLimiter(per_minute=10, burst=9)
+    limiter: sessions.RateLimiter = state.login_limiter
+    return limiter
+
+
+@router.post("/login")
+async def login(body: LoginBody, request: Request, ctx: Ctx) -> Response:
+    # The peer address, not X-Forwarded-For: a header anyone can set would let a client pick
+    # a fresh bucket for every attempt.
+    client_ip = request.client.host if request.client else ""
+    user, token = await sessions.login(ctx, body.email, body.password, client_ip=client_ip,
+                                       limiter=login_limiter(request))
+    return json_response({"user": user_json(user), "token": token, "available_teams": []})
+
+
+@router.post("/logout")
+async def logout(ctx: Ctx, viewer: CurrentViewer) -> Response:
+    await sessions.logout(ctx, viewer)
+    return json_response({})
+
+
+@router.get("/me")
+async def me(ctx: Ctx, viewer: CurrentViewer) -> Response:
+    row = await users.get_user(ctx, viewer, viewer.user_id)
+    return json_response({"user": user_json(row), "available_teams": []})

@@ -1,5 +1,54 @@
-"""(being written)"""
+"""First-run setup (`POST /api/v1/setup`, `/api/setup`): the first admin, the org name, the
+server URL and the global enroll secret. Answers 409 "setup already completed" afterwards."""
+
+from __future__ import annotations
 
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import Response
 
-router = APIRouter()
+from fleet.api.deps import Ctx
+from fleet.api.errors import json_response
+from fleet.api.users import user_json
+from fleet.core.errors import ValidationFailed
+from fleet.service import app_config
+from fleet.service.users import NewUser
+
+router = APIRouter(strict_content_type=False)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+
+class SetupAdmin(_Strict):
+    admin: bool = True
+    email: str
+    name: str
+    password: str
+    password_confirmation: str | None = None
+
+
+class OrgInfo(_Strict):
+    org_name: str
+
+
+class SetupBody(_Strict):
+    admin: SetupAdmin
+    org_info: OrgInfo
+    server_url: str = ""
+
+
+@router.post("/api/v1/setup")
+@router.post("/api/setup")
+async def setup(body: SetupBody, ctx: Ctx) -> Response:
+    admin = body.admin
+    if admin.password_confirmation is not None and admin.password_confirmation != admin.password:
+        raise ValidationFailed("passwords do not match", name="password_confirmation")
+    result = await app_config.setup(
+        ctx, NewUser(email=admin.email, name=admin.name, password=admin.password),
+        org_name=body.org_info.org_name, server_url=body.server_url)
+    return json_response({
+        "admin": user_json(result.admin), "org_info": result.org_info,
+        "server_url": result.server_url, "osquery_enroll_secret": result.enroll_secret,
+        "token": result.token})

@@ -1,5 +1,96 @@
-"""(being written)"""
+"""Users REST endpoints (`/users`, `/users/admin`) and the Fleet User JSON object."""
 
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import sqlalchemy as sa
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
 
-router = APIRouter()
+from fleet.api.deps import Ctx, CurrentViewer, ListParams
+from fleet.api.errors import json_response
+from fleet.core.authz import Role
+from fleet.service import users as service
+
+router = APIRouter(strict_content_type=False)
+
+# Bodies are strict (no "1" for 1, no "yes" for true), but an enum arrives as its JSON string.
+RoleName = Annotated[Role, Field(strict=False)]
+
+
+def user_json(row: sa.Row[Any]) -> dict[str, Any]:
+    return {
+        "id": row.id, "created_at": row.created_at, "updated_at": row.updated_at,
+        "name": row.name, "email": row.email, "enabled": row.enabled,
+        "force_password_reset": row.force_password_reset, "gravatar_url": "",
+        "sso_enabled": row.sso_enabled, "mfa_enabled": False, "global_role": row.global_role,
+        "api_only": row.api_only, "teams": [], "position": row.position,
+    }
+
+
+class CreateUserBody(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    email: str
+    name: str
+    password: str | None = None
+    global_role: RoleName = Role.OBSERVER
+    api_only: bool = False
+    admin_forced_password_reset: bool | None = None
+    sso_enabled: bool = False
+    position: str = ""
+
+
+class ModifyUserBody(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    name: str | None = None
+    email: str | None = None
+    position: str | None = None
+    global_role: RoleName | None = None
+    new_password: str | None = None
+    password: str | None = None
+
+
+@router.post("/users/admin")
+async def create_user(body: CreateUserBody, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    # Fleet forces a reset on first login by default, never for API-only or SSO users.
+    forced = body.admin_forced_password_reset
+    if forced is None:
+        forced = not (body.api_only or body.sso_enabled)
+    new = service.NewUser(
+        email=body.email, name=body.name, password=body.password, global_role=body.global_role,
+        api_only=body.api_only, force_password_reset=forced, sso_enabled=body.sso_enabled,
+        position=body.position)
+    row, token = await service.create_user(ctx, viewer, new)
+    content: dict[str, Any] = {"user": user_json(row)}
+    if token is not None:
+        content["token"] = token
+    return json_response(content)
+
+
+@router.get("/users")
+async def list_users(ctx: Ctx, viewer: CurrentViewer, opts: ListParams) -> Response:
+    rows = await service.list_users(ctx, viewer, opts)
+    return json_response({"users": [user_json(r) for r in rows]})
+
+
+@router.get("/users/{user_id}")
+async def get_user(user_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    return json_response({"user": user_json(await service.get_user(ctx, viewer, user_id))})
+
+
+@router.patch("/users/{user_id}")
+async def modify_user(user_id: int, body: ModifyUserBody, ctx: Ctx,
+                      viewer: CurrentViewer) -> Response:
+    changes = service.UserChanges(**body.model_dump())
+    row = await service.modify_user(ctx, viewer, user_id, changes)
+    return json_response({"user": user_json(row)})
+
+
+@router.delete("/users/{user_id}")
+async def delete_user(user_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    await service.delete_user(ctx, viewer, user_id)
+    return json_response({})

@@ -36,7 +36,7 @@ def _select() -> sa.Select[Any]:
 
 
 def _saved_global(opts: ListOptions) -> list[sa.ColumnElement[bool]]:
-    where = [queries.c.saved.is_(True), _GLOBAL]
+    where: list[sa.ColumnElement[bool]] = [queries.c.saved.is_(True), _GLOBAL]
     text = search_clause(opts.query, (queries.c.name,))
     if text is not None:
         where.append(text)
@@ -45,7 +45,7 @@ def _saved_global(opts: ListOptions) -> list[sa.ColumnElement[bool]]:
 
 async def insert_query(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
     result = await conn.execute(sa.insert(queries).values(**values))
-    return int(result.inserted_primary_key[0])
+    return int(result.lastrowid)
 
 
 async def get_query(conn: AsyncConnection, query_id: int) -> sa.Row[Any] | None:

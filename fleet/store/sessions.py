@@ -16,16 +16,16 @@ async def insert_session(conn: AsyncConnection, *, user_id: int, key_hash: str,
     result = await conn.execute(sa.insert(sessions).values(
         user_id=user_id, key_hash=key_hash, created_at=now, accessed_at=now,
         expires_at=expires_at))
-    return int(result.inserted_primary_key[0])
+    return int(result.lastrowid)
 
 
 async def find_session(conn: AsyncConnection, key_hash: str) -> sa.Row[Any] | None:
     """The session with this digest and the user fields needed to authorize its requests."""
-    stmt = (sa.select(sessions.c.id, sessions.c.user_id, sessions.c.accessed_at,
-                      users.c.email, users.c.name, users.c.global_role, users.c.api_only,
-                      users.c.enabled)
-            .join(users, users.c.id == sessions.c.user_id)
-            .where(sessions.c.key_hash == key_hash))
+    stmt: sa.Select[Any] = (sa.select(sessions.c.id, sessions.c.user_id, sessions.c.accessed_at,
+                                    users.c.email, users.c.name, users.c.global_role,
+                                    users.c.api_only, users.c.enabled)
+                          .join(users, users.c.id == sessions.c.user_id)
+                          .where(sessions.c.key_hash == key_hash))
     return (await conn.execute(stmt)).first()
 
 

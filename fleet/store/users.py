@@ -18,7 +18,7 @@ _SORTABLE = {name: users.c[name] for name in
 
 async def insert_user(conn: AsyncConnection, values: dict[str, Any]) -> int:
     result = await conn.execute(sa.insert(users).values(**values))
-    return int(result.inserted_primary_key[0])
+    return int(result.lastrowid)
 
 
 async def get_user(conn: AsyncConnection, user_id: int) -> sa.Row[Any] | None:

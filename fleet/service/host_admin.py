@@ -1,0 +1,73 @@
+"""Hosts as people see them: list, count, look up, delete. (Agents write hosts elsewhere.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from fleet.core.authz import Action, Viewer
+from fleet.core.errors import NotFound
+from fleet.service.context import ServiceContext
+from fleet.store import host_search as store
+from fleet.store.db import utcnow
+from fleet.store.host_search import ListOptions
+
+
+@dataclass(frozen=True)
+class HostDetail:
+    host: sa.Row[Any]
+    labels: Sequence[sa.Row[Any]]
+
+
+@dataclass(frozen=True)
+class HostList:
+    hosts: Sequence[sa.Row[Any]]
+    now: dt.datetime  # the instant the status filter used; serialize statuses against it
+
+
+async def list_hosts(ctx: ServiceContext, viewer: Viewer, opts: ListOptions,
+                     status: str | None = None) -> HostList:
+    viewer.require(Action.READ_HOSTS)
+    now = utcnow()
+    async with ctx.db.connect() as conn:
+        return HostList(await store.list_hosts(conn, opts, status=status, now=now), now)
+
+
+async def count_hosts(ctx: ServiceContext, viewer: Viewer, opts: ListOptions,
+                      status: str | None = None, label_id: int | None = None) -> int:
+    viewer.require(Action.READ_HOSTS)
+    async with ctx.db.connect() as conn:
+        return await store.count_hosts(conn, opts, status=status, label_id=label_id,
+                                       now=utcnow())
+
+
+async def get_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> HostDetail:
+    viewer.require(Action.READ_HOSTS)
+    async with ctx.db.connect() as conn:
+        host = await store.get_host(conn, host_id)
+        if host is None:
+            raise NotFound(f"Host with id={host_id} was not found in the datastore")
+        return HostDetail(host, await store.host_labels(conn, host_id))
+
+
+async def find_host(ctx: ServiceContext, viewer: Viewer, identifier: str) -> HostDetail:
+    """By hostname, uuid, hardware serial or osquery host id (the lowest id wins)."""
+    viewer.require(Action.READ_HOSTS)
+    async with ctx.db.connect() as conn:
+        host = await store.find_host(conn, identifier)
+        if host is None:
+            raise NotFound(f"Host with identifier={identifier} was not found in the datastore")
+        return HostDetail(host, await store.host_labels(conn, host.id))
+
+
+async def delete_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> None:
+    """Delete the host; it re-enrolls if it still holds a valid enroll secret."""
+    viewer.require(Action.WRITE_HOSTS)
+    async with ctx.db.begin() as conn:
+        if not await store.delete_host(conn, host_id):
+            raise NotFound(f"Host with id={host_id} was not found in the datastore")
+    await ctx.host_changed(host_id)

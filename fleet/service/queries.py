@@ -1,0 +1,193 @@
+"""Saved queries (global only: teams are a Premium feature) and the unsaved queries that
+live-query campaigns run.
+
+Fields come in under Fleet's API names (`interval`, `logging`, ...) as a mapping holding only
+what the caller sent; `_columns` validates them and maps them to table columns once for
+create, modify and spec apply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fleet.core.authz import Action, Viewer
+from fleet.core.errors import AlreadyExists, NotFound, ValidationFailed
+from fleet.service.context import ServiceContext
+from fleet.store import queries as store
+from fleet.store.db import utcnow
+from fleet.store.host_search import ListOptions
+
+LOGGING_TYPES = ("snapshot", "differential", "differential_ignore_removals")
+PLATFORMS = ("darwin", "windows", "linux", "chrome")
+DEFAULTS: dict[str, Any] = {
+    "description": "", "observer_can_run": False, "interval": 0, "platform": "",
+    "min_osquery_version": "", "automations_enabled": False, "logging": "snapshot",
+    "discard_data": False}
+_COLUMN = {"interval": "schedule_interval", "logging": "logging_type"}
+# Where a team could be named: only "no team" is accepted.
+_TEAM_FIELDS = {"team_id": None, "team": ""}
+
+
+@dataclass(frozen=True)
+class QueryPage:
+    queries: Sequence[sa.Row[Any]]
+    count: int
+    has_next_results: bool
+    has_previous_results: bool
+
+
+def _check(field: str, value: Any) -> None:
+    if field in ("name", "query") and not value.strip():
+        raise ValidationFailed(f"{field} must not be empty", name=field)
+    if field == "logging" and value not in LOGGING_TYPES:
+        raise ValidationFailed(f"logging must be one of {', '.join(LOGGING_TYPES)}",
+                               name="logging")
+    if field == "interval" and value < 0:
+        raise ValidationFailed("interval must not be negative", name="interval")
+    if field == "platform" and any(p.strip() not in PLATFORMS for p in value.split(",") if value):
+        raise ValidationFailed(f"platform must be a comma list of {', '.join(PLATFORMS)}",
+                               name="platform")
+    if field in _TEAM_FIELDS and value != _TEAM_FIELDS[field]:
+        raise ValidationFailed("team queries are not supported: teams require Fleet Premium",
+                               name=field)
+
+
+def _columns(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate API-named fields; return them as column values (team fields dropped)."""
+    for field, value in fields.items():
+        _check(field, value)
+    return {_COLUMN.get(k, k): v for k, v in fields.items() if k not in _TEAM_FIELDS}
+
+
+def _not_found(query_id: int) -> NotFound:
+    return NotFound(f"Query with id={query_id} was not found in the datastore")
+
+
+async def _existing(conn: AsyncConnection, query_id: int) -> sa.Row[Any]:
+    row = await store.get_query(conn, query_id)
+    if row is None:
+        raise _not_found(query_id)
+    return row
+
+
+async def _ensure_name_free(conn: AsyncConnection, name: str,
+                            except_id: int | None = None) -> None:
+    if await store.name_taken(conn, name, except_id=except_id):
+        raise AlreadyExists(f"a query named {name!r} already exists", name="name")
+
+
+async def list_queries(ctx: ServiceContext, viewer: Viewer, opts: ListOptions) -> QueryPage:
+    viewer.require(Action.READ_QUERIES)
+    async with ctx.db.connect() as conn:
+        rows = await store.list_saved_queries(conn, opts, peek=True)
+        count = await store.count_saved_queries(conn, opts)
+    more = opts.per_page is not None and len(rows) > opts.per_page
+    return QueryPage(queries=rows[:opts.per_page] if more else rows, count=count,
+                     has_next_results=more,
+                     has_previous_results=opts.per_page is not None and opts.page > 0)
+
+
+async def get_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> sa.Row[Any]:
+    """Any query by id (saved or a live query's), with author_name and author_email."""
+    viewer.require(Action.READ_QUERIES)
+    async with ctx.db.connect() as conn:
+        return await _existing(conn, query_id)
+
+
+async def create_query(ctx: ServiceContext, viewer: Viewer,
+                       fields: Mapping[str, Any]) -> sa.Row[Any]:
+    """A saved global query; `fields` must hold name and query, the rest defaults."""
+    viewer.require(Action.WRITE_QUERIES)
+    values = _columns({**DEFAULTS, **fields})
+    now = utcnow()
+    async with ctx.db.begin() as conn:
+        await _ensure_name_free(conn, values["name"])
+        query_id = await store.insert_query(conn, {
+            **values, "created_at": now, "updated_at": now, "saved": True,
+            "author_id": viewer.user_id})
+        return await _existing(conn, query_id)
+
+
+async def modify_query(ctx: ServiceContext, viewer: Viewer, query_id: int,
+                       fields: Mapping[str, Any]) -> sa.Row[Any]:
+    viewer.require(Action.WRITE_QUERIES)
+    values = _columns(fields)
+    async with ctx.db.begin() as conn:
+        await _existing(conn, query_id)
+        if "name" in values:
+            await _ensure_name_free(conn, values["name"], except_id=query_id)
+        if values:
+            await store.update_query(conn, query_id, {**values, "updated_at": utcnow()})
+        return await _existing(conn, query_id)
+
+
+async def delete_query_by_name(ctx: ServiceContext, viewer: Viewer, name: str) -> None:
+    viewer.require(Action.WRITE_QUERIES)
+    async with ctx.db.begin() as conn:
+        row = await store.get_saved_query_by_name(conn, name)
+        if row is None:
+            raise NotFound(f"Query {name} was not found in the datastore")
+        await store.delete_queries(conn, [row.id])
+
+
+async def delete_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> None:
+    viewer.require(Action.WRITE_QUERIES)
+    async with ctx.db.begin() as conn:
+        if not await store.delete_queries(conn, [query_id]):
+            raise _not_found(query_id)
+
+
+async def delete_queries(ctx: ServiceContext, viewer: Viewer, ids: Sequence[int]) -> int:
+    """Bulk delete; returns how many of `ids` existed."""
+    viewer.require(Action.WRITE_QUERIES)
+    async with ctx.db.begin() as conn:
+        return await store.delete_queries(conn, list(set(ids)))
+
+
+async def query_specs(ctx: ServiceContext, viewer: Viewer) -> Sequence[sa.Row[Any]]:
+    viewer.require(Action.READ_QUERIES)
+    async with ctx.db.connect() as conn:
+        return await store.list_saved_queries(conn, ListOptions(order_key="name"))
+
+
+async def query_spec(ctx: ServiceContext, viewer: Viewer, name: str) -> sa.Row[Any]:
+    viewer.require(Action.READ_QUERIES)
+    async with ctx.db.connect() as conn:
+        row = await store.get_saved_query_by_name(conn, name)
+    if row is None:
+        raise NotFound(f"Query {name} was not found in the datastore")
+    return row
+
+
+async def apply_query_specs(ctx: ServiceContext, viewer: Viewer,
+                            specs: Sequence[Mapping[str, Any]]) -> None:
+    """Create or overwrite global queries by name; fields a spec omits get their defaults.
+    All specs are validated before anything is written, and written in one transaction."""
+    viewer.require(Action.WRITE_QUERIES)
+    names = [spec.get("name", "") for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValidationFailed("duplicate query name in specs", name="name")
+    now = utcnow()
+    rows = [{**_columns({**DEFAULTS, **spec}), "created_at": now, "updated_at": now,
+             "saved": True, "team_id": None, "team_id_char": "", "author_id": viewer.user_id}
+            for spec in specs]
+    async with ctx.db.begin() as conn:
+        await store.upsert_queries(ctx.db, conn, rows)
+
+
+async def create_unsaved_query(ctx: ServiceContext, viewer: Viewer, sql: str) -> int:
+    """The hidden query a live campaign runs: `distributed_<email>_<unix nanos>`."""
+    viewer.require(Action.RUN_NEW_QUERIES)
+    _check("query", sql)
+    now = utcnow()
+    async with ctx.db.begin() as conn:
+        return await store.insert_query(conn, {
+            **_columns(DEFAULTS), "name": f"distributed_{viewer.email}_{time.time_ns()}",
+            "query": sql, "created_at": now, "updated_at": now, "saved": False,
+            "author_id": viewer.user_id})

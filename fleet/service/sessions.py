@@ -1,0 +1,162 @@
+"""Credentials and sessions: password hashing, login (rate limited), token authentication,
+logout.
+
+Tokens are random (`session.key_size` bytes, URL-safe base64) and stored only as SHA-256
+digests. A session slides: each use pushes its expiry to `accessed_at + session.duration`,
+but `accessed_at` is written at most once a minute so authenticated reads cost no writes.
+API-only users' sessions never expire (Fleet's rule for API tokens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import math
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import bcrypt
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fleet.config import Config
+from fleet.core.authz import Role, Viewer
+from fleet.core.errors import AuthenticationFailed, RateLimited
+from fleet.service.context import ServiceContext
+from fleet.store import sessions as session_store
+from fleet.store import users as user_store
+from fleet.store.db import utcnow
+
+ACCESS_WRITE_INTERVAL = dt.timedelta(minutes=1)
+# Far-future expiry recorded for sessions that never expire (fits MySQL DATETIME).
+NEVER = dt.datetime(9999, 12, 31)
+BCRYPT_MAX_BYTES = 72
+_FAILED = "Authentication failed"
+
+# ----------------------------------------------------------------------------------------------
+# Passwords
+
+
+async def hash_password(cfg: Config, password: str) -> bytes:
+    """bcrypt at `auth.bcrypt_cost`, off the event loop (it takes ~0.25 s at cost 12)."""
+    salt = bcrypt.gensalt(cfg.auth.bcrypt_cost)
+    return await asyncio.to_thread(bcrypt.hashpw, password.encode(), salt)
+
+
+async def verify_password(password: str, hashed: bytes) -> bool:
+    encoded = password.encode()
+    if len(encoded) > BCRYPT_MAX_BYTES:  # never accepted as a password, and bcrypt refuses it
+        return False
+    return await asyncio.to_thread(bcrypt.checkpw, encoded, hashed)
+
+
+_dummy_hash: bytes | None = None
+
+
+async def _burn_password_check(cfg: Config, password: str) -> None:
+    """Spend a bcrypt check on unknown emails too, so timing does not reveal which exist."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = await hash_password(cfg, secrets.token_hex(16))
+    await verify_password(password, _dummy_hash)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rate limiting
+
+
+class RateLimiter:
+    """GCRA, the algorithm of Fleet's login limiter: `per_minute` sustained plus `burst` more
+    in a row, per key. In-process: with several servers each one counts on its own."""
+
+    MAX_KEYS = 10_000
+
+    def __init__(self, per_minute: int = 10, burst: int = 9,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = 60.0 / per_minute
+        self._tolerance = self._interval * (burst + 1)
+        self._clock = clock
+        self._tat: dict[str, float] = {}  # key -> theoretical arrival time
+
+    def hit(self, key: str) -> None:
+        """Count one request for `key`; RateLimited (with the wait in seconds) if over."""
+        now = self._clock()
+        tat = max(self._tat.get(key, now), now) + self._interval
+        if tat - now > self._tolerance:
+            wait = math.ceil(tat - now - self._tolerance)
+            raise RateLimited(f"limit exceeded, retry after: {wait}s", retry_after=wait)
+        self._tat[key] = tat
+        if len(self._tat) > self.MAX_KEYS:
+            self._tat = {k: t for k, t in self._tat.items() if t > now}
+
+
+# ----------------------------------------------------------------------------------------------
+# Sessions
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _expiry(cfg: Config, now: dt.datetime, *, api_only: bool) -> dt.datetime:
+    return NEVER if api_only else now + dt.timedelta(seconds=cfg.session.duration)
+
+
+async def create_session(cfg: Config, conn: AsyncConnection, user_id: int, *,
+                         api_only: bool) -> str:
+    """A new session for the user, inside the caller's transaction; returns the token."""
+    token = secrets.token_urlsafe(cfg.session.key_size)
+    now = utcnow()
+    await session_store.insert_session(conn, user_id=user_id, key_hash=_digest(token), now=now,
+                                       expires_at=_expiry(cfg, now, api_only=api_only))
+    return token
+
+
+async def login(ctx: ServiceContext, email: str, password: str, *, client_ip: str,
+                limiter: RateLimiter) -> tuple[sa.Row[Any], str]:
+    """Check the credentials and open a session: (user row, token). The same error for an
+    unknown email and a wrong password; every attempt counts against the email+IP bucket."""
+    limiter.hit(f"{email.lower()}|{client_ip}")
+    async with ctx.db.connect() as conn:
+        user = await user_store.get_user_by_email(conn, email)
+    if user is None or not user.enabled:
+        await _burn_password_check(ctx.cfg, password)
+        raise AuthenticationFailed(_FAILED)
+    if not await verify_password(password, user.password):
+        raise AuthenticationFailed(_FAILED)
+    async with ctx.db.begin() as conn:
+        token = await create_session(ctx.cfg, conn, user.id, api_only=user.api_only)
+    return user, token
+
+
+async def authenticate(ctx: ServiceContext, token: str) -> Viewer:
+    """The viewer behind a bearer token; AuthenticationFailed if unknown or expired."""
+    if not token:
+        raise AuthenticationFailed(_FAILED)
+    now = utcnow()
+    async with ctx.db.connect() as conn:
+        row = await session_store.find_session(conn, _digest(token))
+        if row is None or not row.enabled:
+            raise AuthenticationFailed(_FAILED)
+        duration = dt.timedelta(seconds=ctx.cfg.session.duration)
+        if not row.api_only and row.accessed_at + duration <= now:
+            await session_store.delete_session(conn, row.id)
+            await conn.commit()
+            raise AuthenticationFailed(_FAILED)
+        if now - row.accessed_at >= ACCESS_WRITE_INTERVAL:
+            await session_store.touch_session(
+                conn, row.id, now=now, expires_at=_expiry(ctx.cfg, now, api_only=row.api_only))
+            await conn.commit()
+    role = Role(row.global_role) if row.global_role else None
+    return Viewer(user_id=row.user_id, email=row.email, name=row.name, global_role=role,
+                  session_id=row.id)
+
+
+async def logout(ctx: ServiceContext, viewer: Viewer) -> None:
+    """End the session the request was authenticated with."""
+    if viewer.session_id is not None:
+        async with ctx.db.begin() as conn:
+            await session_store.delete_session(conn, viewer.session_id)

@@ -1,0 +1,292 @@
+"""The osquery agent endpoints, on both backends, as an osqueryd would see them."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from starlette.applications import Starlette
+
+from fleet.agent.routes import agent_routes
+from fleet.service.context import ServiceContext
+from fleet.store.db import utcnow
+from fleet.store.schema import enroll_secrets, host_seen_times, hosts, label_membership, queries
+
+SECRET = "s3cretEnroll"
+
+HOST_DETAILS = {
+    "os_version": {"name": "Ubuntu", "version": "22.04.4 LTS (Jammy Jellyfish)", "major": "22",
+                   "minor": "4", "patch": "0", "platform": "ubuntu", "platform_like": "debian",
+                   "codename": "jammy", "arch": "x86_64", "build": ""},
+    "osquery_info": {"version": "5.23.1", "instance_id": "inst-1", "uuid": "UUID-1"},
+    "system_info": {"hostname": "web-01.corp.example", "uuid": "UUID-1",
+                    "cpu_brand": "Intel(R) Xeon(R) CPU", "cpu_physical_cores": "4",
+                    "cpu_logical_cores": "8", "physical_memory": "8589934592",
+                    "hardware_vendor": "QEMU", "hardware_model": "Standard PC",
+                    "hardware_serial": "SER-1", "computer_name": "web-01"},
+}
+
+
+@pytest.fixture
+async def agent(ctx: ServiceContext) -> AsyncIterator[httpx.AsyncClient]:
+    async with ctx.db.begin() as conn:
+        await conn.execute(enroll_secrets.insert().values(secret=SECRET, created_at=utcnow()))
+    app = Starlette(routes=agent_routes(ctx))
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 4242))
+    async with httpx.AsyncClient(transport=transport, base_url="https://fleet.test") as client:
+        yield client
+
+
+async def enroll(client: httpx.AsyncClient, identifier: str = "host-1",
+                 details: dict[str, Any] | None = None) -> str:
+    r = await client.post("/api/osquery/enroll", json={
+        "enroll_secret": SECRET, "host_identifier": identifier, "platform_type": "9",
+        "host_details": HOST_DETAILS if details is None else details})
+    assert r.status_code == 200, r.text
+    return str(r.json()["node_key"])
+
+
+async def count(ctx: ServiceContext, table: sa.Table) -> int:
+    async with ctx.db.connect() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar())
+
+
+async def host_row(ctx: ServiceContext) -> Any:
+    async with ctx.db.connect() as conn:
+        return (await conn.execute(sa.select(hosts))).one()
+
+
+async def test_enroll_creates_host_with_vitals(ctx: ServiceContext,
+                                               agent: httpx.AsyncClient) -> None:
+    node_key = await enroll(agent)
+    assert len(node_key) == 32  # base64 of 24 random bytes
+    host = await host_row(ctx)
+    assert host.osquery_host_id == "host-1"
+    assert (host.hostname, host.platform, host.osquery_version) == \
+        ("web-01.corp.example", "ubuntu", "5.23.1")
+    assert host.os_version == "Ubuntu 22.04.4 LTS"
+    assert (host.cpu_logical_cores, host.memory, host.hardware_serial) == (8, 8589934592, "SER-1")
+    assert await count(ctx, label_membership) == 1  # "All Hosts"
+    assert await count(ctx, host_seen_times) == 1
+
+
+async def test_enroll_failures_are_node_invalid_and_write_nothing(
+        ctx: ServiceContext, agent: httpx.AsyncClient) -> None:
+    for body in ({"enroll_secret": "wrong", "host_identifier": "h"},
+                 {"enroll_secret": "", "host_identifier": "h"},
+                 {"host_identifier": "h"}):
+        r = await agent.post("/api/v1/osquery/enroll", json=body)
+        assert r.status_code == 401
+        assert r.json()["node_invalid"] is True and r.json()["error"]
+    assert await count(ctx, hosts) == 0
+
+
+async def test_reenroll_keeps_host_and_revokes_old_key(ctx: ServiceContext,
+                                                       agent: httpx.AsyncClient) -> None:
+    first = await enroll(agent)
+    r = await agent.post("/api/osquery/config", json={"node_key": first})
+    assert r.status_code == 200
+    second = await enroll(agent)
+    assert second != first
+    assert await count(ctx, hosts) == 1
+    r = await agent.post("/api/osquery/config", json={"node_key": first})
+    assert r.status_code == 401 and r.json()["node_invalid"] is True
+    r = await agent.post("/api/osquery/config", json={"node_key": second})
+    assert r.status_code == 200
+
+
+async def test_enroll_cooldown(ctx: ServiceContext, agent: httpx.AsyncClient) -> None:
+    ctx.cfg.osquery.enroll_cooldown = 3600.0
+    await enroll(agent)
+    r = await agent.post("/api/osquery/enroll", json={
+        "enroll_secret": SECRET, "host_identifier": "host-1", "host_details": HOST_DETAILS})
+    assert r.status_code == 401 and "enrolling too often" in r.json()["error"]
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("provided", "host-1"), ("instance", "inst-1"), ("uuid", "UUID-1"),
+    ("hostname", "web-01.corp.example")])
+async def test_host_identifier_modes(ctx: ServiceContext, agent: httpx.AsyncClient,
+                                     mode: str, expected: str) -> None:
+    ctx.cfg.osquery.host_identifier = mode
+    await enroll(agent)
+    assert (await host_row(ctx)).osquery_host_id == expected
+
+
+async def test_config_has_fleet_defaults_and_global_pack(ctx: ServiceContext,
+                                                         agent: httpx.AsyncClient) -> None:
+    now = utcnow()
+    async with ctx.db.begin() as conn:
+        await conn.execute(queries.insert().values(
+            name="uptime", description="", query="SELECT * FROM uptime", created_at=now,
+            updated_at=now, schedule_interval=300, logging_type="snapshot", saved=True))
+    node_key = await enroll(agent)
+    r = await agent.post("/api/osquery/config", headers={"Authorization": f"NodeKey {node_key}"},
+                         json={})
+    assert r.status_code == 200
+    cfg = r.json()
+    assert cfg["options"]["distributed_interval"] == 10
+    assert cfg["options"]["pack_delimiter"] == "/"
+    assert cfg["packs"]["Global"]["queries"]["uptime"] == {
+        "query": "SELECT * FROM uptime", "interval": 300, "platform": "", "version": "",
+        "snapshot": True}
+    host = await host_row(ctx)
+    assert (host.distributed_interval, host.logger_tls_period) == (10, 10)
+
+
+async def test_detail_queries_then_nothing_due_without_sql(ctx: ServiceContext,
+                                                           agent: httpx.AsyncClient) -> None:
+    node_key = await enroll(agent)
+    r = await agent.post("/api/osquery/distributed/read", json={"node_key": node_key})
+    body = r.json()
+    names = set(body["queries"])
+    assert {"fleet_detail_query_os_version", "fleet_detail_query_system_info",
+            "fleet_detail_query_network_interface_unix"} <= names
+    assert "fleet_detail_query_network_interface_windows" not in names
+    assert set(body["discovery"]) == names  # a discovery entry for every query
+    assert "accelerate" not in body  # hostname and platform came with enrollment
+
+    r = await agent.post("/api/osquery/distributed/write", headers={
+        "X-Forwarded-For": "198.51.100.7, 10.0.0.1"}, json={
+        "node_key": node_key,
+        "queries": {
+            "fleet_detail_query_uptime": [{"total_seconds": "3600"}],
+            "fleet_detail_query_network_interface_unix": [
+                {"address": "10.0.0.5", "mac": "52:54:00:12:34:56"}],
+            "fleet_detail_query_disk_space_unix": "",
+            "fleet_detail_query_osquery_flags": [
+                {"name": "distributed_interval", "value": "10"},
+                {"name": "config_refresh", "value": "60"}],
+        },
+        "statuses": {"fleet_detail_query_uptime": 0,
+                     "fleet_detail_query_network_interface_unix": "0",
+                     "fleet_detail_query_disk_space_unix": 0,
+                     "fleet_detail_query_osquery_flags": 0},
+        "messages": {}})
+    assert r.status_code == 200 and r.json() == {}
+    host = await host_row(ctx)
+    assert host.uptime == 3600 * 10**9
+    assert (host.primary_ip, host.primary_mac, host.public_ip) == \
+        ("10.0.0.5", "52:54:00:12:34:56", "198.51.100.7")
+    assert host.config_tls_refresh == 60
+    assert host.detail_updated_at > host.created_at
+
+    before = ctx.db.statement_count
+    for _ in range(3):
+        r = await agent.post("/api/osquery/distributed/read", json={"node_key": node_key})
+        assert r.json() == {"queries": {}, "discovery": {}}
+    assert ctx.db.statement_count == before, "an idle distributed/read must run no SQL"
+
+
+async def test_accelerate_until_hostname_known(ctx: ServiceContext,
+                                               agent: httpx.AsyncClient) -> None:
+    node_key = await enroll(agent, details={})
+    r = await agent.post("/api/osquery/distributed/read", json={"node_key": node_key})
+    assert r.json()["accelerate"] == 10
+
+
+async def test_public_ip_falls_back_to_peer_address(ctx: ServiceContext,
+                                                    agent: httpx.AsyncClient) -> None:
+    node_key = await enroll(agent)
+    r = await agent.post("/api/osquery/distributed/write", json={
+        "node_key": node_key,
+        "queries": {"fleet_detail_query_network_interface_unix": []},
+        "statuses": {"fleet_detail_query_network_interface_unix": 0}})
+    assert r.status_code == 200
+    assert (await host_row(ctx)).public_ip == "203.0.113.9"
+
+
+async def test_logs_written_one_json_object_per_line(ctx: ServiceContext,
+                                                     agent: httpx.AsyncClient) -> None:
+    node_key = await enroll(agent)
+    status = [{"hostIdentifier": "host-1", "severity": 0, "message": "hello"},
+              {"hostIdentifier": "host-1", "severity": 2, "message": "bad"}]
+    results = [{"name": "pack/Global/uptime", "hostIdentifier": "host-1", "action": "snapshot",
+                "snapshot": [{"total_seconds": "5"}]},
+               {"not": "a result"}]
+    r = await agent.post("/api/osquery/log", json={"node_key": node_key, "log_type": "status",
+                                                    "data": status})
+    assert r.status_code == 200 and r.json() == {}
+    r = await agent.post("/api/osquery/log", content=gzip.compress(
+        httpx.Request("POST", "/", json={"node_key": node_key, "log_type": "result",
+                                         "data": results}).content),
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    assert r.status_code == 200
+    import orjson
+
+    status_lines = Path(ctx.cfg.filesystem.status_log_file).read_bytes().splitlines()
+    assert [orjson.loads(line) for line in status_lines] == status
+    result_lines = Path(ctx.cfg.filesystem.result_log_file).read_bytes().splitlines()
+    assert [orjson.loads(line) for line in result_lines] == results[:1]
+
+
+async def test_log_destination_failure_is_413(ctx: ServiceContext, agent: httpx.AsyncClient,
+                                              tmp_path: Path) -> None:
+    node_key = await enroll(agent)
+    blocked = tmp_path / "not-a-file"
+    blocked.mkdir()
+    from fleet.logdest import create_destination
+
+    ctx.result_log = create_destination("filesystem", str(blocked))
+    r = await agent.post("/api/osquery/log", json={
+        "node_key": node_key, "log_type": "result",
+        "data": [{"name": "q", "hostIdentifier": "h"}]})
+    assert r.status_code == 413 and "error" in r.json()
+
+
+ENDPOINTS = ["/api/osquery/enroll", "/api/osquery/config", "/api/osquery/distributed/read",
+             "/api/osquery/distributed/write", "/api/osquery/log",
+             "/api/v1/osquery/distributed/read"]
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+async def test_bad_input_gets_4xx_and_writes_nothing(ctx: ServiceContext,
+                                                     agent: httpx.AsyncClient,
+                                                     path: str) -> None:
+    node_key = await enroll(agent)
+    writes_before = await count(ctx, hosts)
+    bomb = gzip.compress(b"{" + b" " * (64 << 20) + b"}")
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({"content": b""}, 400),
+        ({"content": b"{not json"}, 400),
+        ({"content": b"[1, 2, 3]"}, 400),
+        ({"content": b"x" * (10 << 20)}, 413),
+        ({"content": bomb, "headers": {"Content-Encoding": "gzip"}}, 413),
+        ({"content": b"\x1f\x8bnot gzip", "headers": {"Content-Encoding": "gzip"}}, 400),
+    ]
+    if not path.endswith("enroll"):
+        cases += [
+            ({"json": {"node_key": "unknown"}}, 401),
+            ({"json": {"node_key": 12345}}, 400),
+            ({"json": {}}, 401),
+        ]
+    for kwargs, expected in cases:
+        r = await agent.post(path, **kwargs)
+        assert r.status_code == expected, (kwargs.get("json"), r.text)
+        assert "error" in r.json()
+        if expected == 401:
+            assert r.json()["node_invalid"] is True
+    assert await count(ctx, hosts) == writes_before
+    # The process and the agent still work afterwards.
+    r = await agent.post("/api/osquery/distributed/read", json={"node_key": node_key})
+    assert r.status_code == 200
+
+
+async def test_wrong_field_types(ctx: ServiceContext, agent: httpx.AsyncClient) -> None:
+    node_key = await enroll(agent)
+    for path, body in [
+        ("/api/osquery/distributed/write", {"node_key": node_key, "queries": []}),
+        ("/api/osquery/distributed/write", {"node_key": node_key, "queries": {},
+                                            "statuses": {"q": "failed"}}),
+        ("/api/osquery/log", {"node_key": node_key, "log_type": "result", "data": "x"}),
+        ("/api/osquery/log", {"node_key": node_key, "log_type": "bogus", "data": []}),
+        ("/api/osquery/enroll", {"enroll_secret": SECRET, "host_details": []}),
+    ]:
+        r = await agent.post(path, json=body)
+        assert r.status_code == 400, (path, body, r.text)
+        assert r.json()["error"]

@@ -1,0 +1,215 @@
+"""Hosts through the REST API: list filters, pagination, status, count, lookups, delete.
+
+Hosts are inserted with SQL (as enrollment would leave them) so each test controls the exact
+timestamps the status rules look at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+
+import sqlalchemy as sa
+
+from fleet.service.context import ServiceContext
+from fleet.service.hostcache import CachedHost
+from fleet.store.db import utcnow
+from fleet.store.schema import host_seen_times, hosts, label_membership, labels
+from tests.integration.conftest import Api, assert_error
+
+_serial = itertools.count(1)
+
+
+async def insert_host(ctx: ServiceContext, *, seen: dt.datetime | None = None,
+                      created: dt.datetime | None = None, **fields: Any) -> int:
+    """A host row (and its seen time, if given); returns its id."""
+    n = next(_serial)
+    stamp = created or utcnow() - dt.timedelta(days=60)
+    values = {"osquery_host_id": f"osq-{n}", "node_key": f"nk-{n}", "created_at": stamp,
+              "updated_at": stamp, "detail_updated_at": stamp, "label_updated_at": stamp,
+              "policy_updated_at": stamp, "last_enrolled_at": stamp, "hostname": f"host-{n}",
+              "uuid": f"uuid-{n}", "hardware_serial": f"SER{n}", "platform": "ubuntu",
+              "distributed_interval": 10, "config_tls_refresh": 60, **fields}
+    async with ctx.db.begin() as conn:
+        host_id = int((await conn.execute(sa.insert(hosts).values(**values))).lastrowid)
+        if seen is not None:
+            await conn.execute(sa.insert(host_seen_times).values(host_id=host_id,
+                                                                 seen_time=seen))
+    return host_id
+
+
+async def insert_label(ctx: ServiceContext, name: str, host_ids: list[int]) -> int:
+    now = utcnow()
+    async with ctx.db.begin() as conn:
+        label_id = int((await conn.execute(sa.insert(labels).values(
+            name=name, description="", query="SELECT 1", created_at=now,
+            updated_at=now))).lastrowid)
+        for host_id in host_ids:
+            await conn.execute(sa.insert(label_membership).values(
+                label_id=label_id, host_id=host_id, created_at=now))
+    return label_id
+
+
+async def hostnames(api: Api, **params: Any) -> list[str]:
+    r = await api.request("GET", "/hosts", params=params)
+    assert r.status_code == 200, r.text
+    return [h["hostname"] for h in r.json()["hosts"]]
+
+
+async def count(api: Api, **params: Any) -> int:
+    r = await api.request("GET", "/hosts/count", params=params)
+    assert r.status_code == 200, r.text
+    return int(r.json()["count"])
+
+
+async def test_host_json_has_fleet_fields(admin_api: Api) -> None:
+    now = utcnow()
+    host_id = await insert_host(admin_api.ctx, seen=now, hostname="web-1", computer_name="Web",
+                                memory=8 << 30, cpu_logical_cores=4, primary_ip="10.0.0.5")
+    [host] = (await admin_api.request("GET", "/hosts")).json()["hosts"]
+    assert host["id"] == host_id and host["hostname"] == "web-1"
+    assert host["display_name"] == host["display_text"] == "Web"
+    assert host["status"] == "online" and host["memory"] == 8 << 30
+    assert host["team_id"] is None and host["team_name"] is None
+    assert host["issues"] == {"failing_policies_count": 0, "total_issues_count": 0}
+    assert host["refetch_requested"] is False
+    assert host["seen_time"].endswith("Z") and host["created_at"].endswith("Z")
+    assert dt.datetime.fromisoformat(host["seen_time"]).replace(tzinfo=None) == now
+    assert "node_key" not in host
+    for field in ("detail_updated_at", "label_updated_at", "policy_updated_at",
+                  "last_enrolled_at", "uuid", "platform", "osquery_version", "os_version",
+                  "uptime", "hardware_serial", "primary_mac", "public_ip",
+                  "distributed_interval", "config_tls_refresh", "logger_tls_period",
+                  "gigs_disk_space_available", "percent_disk_space_available",
+                  "gigs_total_disk_space", "cpu_brand", "platform_like", "code_name"):
+        assert field in host, field
+
+
+async def test_pagination_and_ordering(admin_api: Api) -> None:
+    ctx = admin_api.ctx
+    base = utcnow()
+    for i in range(25):
+        await insert_host(ctx, hostname=f"h{i:02d}", seen=base - dt.timedelta(minutes=i))
+    assert len(await hostnames(admin_api)) == 25
+    assert len(await hostnames(admin_api, page=0)) == 20  # page alone: 20 per page
+    assert await hostnames(admin_api, page=1, per_page=10, order_key="hostname") == [
+        f"h{i:02d}" for i in range(10, 20)]
+    assert await hostnames(admin_api, per_page=3, order_key="hostname",
+                           order_direction="desc") == ["h24", "h23", "h22"]
+    assert await hostnames(admin_api, per_page=2, order_key="seen_time") == ["h24", "h23"]
+    assert await hostnames(admin_api, page=9, per_page=10) == []
+    for params, name in (({"per_page": 0}, "per_page"), ({"page": -1}, "page"),
+                         ({"order_direction": "desc"}, "order_direction"),
+                         ({"order_key": "node_key"}, "order_key"),
+                         ({"order_key": "id", "order_direction": "up"}, "order_direction"),
+                         ({"page": "x"}, "page"), ({"status": "sleepy"}, "status")):
+        r = await admin_api.request("GET", "/hosts", params=params)
+        assert_error(r, 400, "Bad request", name)
+
+
+async def test_query_searches_hostname_uuid_serial_and_ip(admin_api: Api) -> None:
+    ctx = admin_api.ctx
+    await insert_host(ctx, hostname="mac-alice", uuid="U-1", hardware_serial="C02XYZ",
+                      primary_ip="192.168.1.10")
+    await insert_host(ctx, hostname="linux_bob", uuid="U-2", hardware_serial="PF1ABC",
+                      primary_ip="10.1.2.3")
+    assert await hostnames(admin_api, query="alice") == ["mac-alice"]
+    assert await hostnames(admin_api, query="U-2") == ["linux_bob"]
+    assert await hostnames(admin_api, query="c02x") == ["mac-alice"]  # case-insensitive
+    assert await hostnames(admin_api, query="10.1.2") == ["linux_bob"]
+    assert await hostnames(admin_api, query="x_b") == ["linux_bob"]  # `_` is literal
+    assert await hostnames(admin_api, query="%") == []
+    assert await count(admin_api, query="U-") == 2
+
+
+async def test_status_filters_match_status_field(admin_api: Api) -> None:
+    ctx = admin_api.ctx
+    now = utcnow()
+    old = now - dt.timedelta(days=60)
+    await insert_host(ctx, hostname="online", seen=now - dt.timedelta(seconds=30))
+    # 10 s interval + 60 s buffer: seen 80 s ago is offline, though a 300 s host would not be.
+    await insert_host(ctx, hostname="offline", seen=now - dt.timedelta(seconds=80))
+    await insert_host(ctx, hostname="slow", seen=now - dt.timedelta(seconds=80),
+                      distributed_interval=300, config_tls_refresh=300)
+    await insert_host(ctx, hostname="missing", seen=now - dt.timedelta(days=31))
+    await insert_host(ctx, hostname="new", seen=now, created=now - dt.timedelta(hours=2))
+    # Never seen: its created_at counts as the seen time.
+    await insert_host(ctx, hostname="never-seen", created=old)
+
+    expect = {"online": ["online", "slow", "new"],
+              "offline": ["offline", "missing", "never-seen"],
+              "missing": ["missing", "never-seen"], "mia": ["missing", "never-seen"],
+              "new": ["new"]}
+    for status, names in expect.items():
+        assert sorted(await hostnames(admin_api, status=status)) == sorted(names), status
+        assert await count(admin_api, status=status) == len(names), status
+    listed = (await admin_api.request("GET", "/hosts")).json()["hosts"]
+    statuses = {h["hostname"]: h["status"] for h in listed}
+    assert {n for n, s in statuses.items() if s == "online"} == set(expect["online"])
+    assert await hostnames(admin_api, status="online", order_key="hostname",
+                           per_page=1, page=1) == ["online"]
+
+
+async def test_count_with_label_and_get_host_with_labels(admin_api: Api) -> None:
+    ctx = admin_api.ctx
+    a = await insert_host(ctx, hostname="a", seen=utcnow())
+    b = await insert_host(ctx, hostname="b")
+    await insert_host(ctx, hostname="c")
+    linux = await insert_label(ctx, "All Linux", [a, b])
+    await insert_label(ctx, "Empty", [])
+    assert await count(admin_api) == 3
+    assert await count(admin_api, label_id=linux) == 2
+    assert await count(admin_api, label_id=linux, status="online") == 1
+    assert await count(admin_api, label_id=linux, query="b") == 1
+
+    r = await admin_api.request("GET", f"/hosts/{a}")
+    assert r.status_code == 200
+    host = r.json()["host"]
+    assert host["hostname"] == "a" and host["status"] == "online"
+    assert [(lb["id"], lb["name"]) for lb in host["labels"]] == [(linux, "All Linux")]
+    assert set(host["labels"][0]) >= {"label_type", "label_membership_type", "query"}
+    assert_error(await admin_api.request("GET", "/hosts/999999"), 404, "Resource Not Found")
+
+
+async def test_get_host_by_identifier(admin_api: Api) -> None:
+    ctx = admin_api.ctx
+    host_id = await insert_host(ctx, hostname="db-1", uuid="UUID-DB", hardware_serial="SN-DB",
+                                osquery_host_id="osq-db")
+    for identifier in ("db-1", "UUID-DB", "SN-DB", "osq-db"):
+        r = await admin_api.request("GET", f"/hosts/identifier/{identifier}")
+        assert r.status_code == 200, identifier
+        assert r.json()["host"]["id"] == host_id
+        assert r.json()["host"]["labels"] == []
+    assert_error(await admin_api.request("GET", "/hosts/identifier/nope"), 404,
+                 "Resource Not Found")
+
+
+async def test_delete_host_needs_maintainer_and_removes_everything(admin_api: Api) -> None:
+    ctx = admin_api.ctx
+    host_id = await insert_host(ctx, seen=utcnow())
+    keep = await insert_host(ctx, seen=utcnow())
+    await insert_label(ctx, "L", [host_id, keep])
+    async with ctx.db.connect() as conn:
+        row = (await conn.execute(sa.select(hosts).where(hosts.c.id == host_id))).one()
+    ctx.host_cache.put(CachedHost.from_row(row))
+
+    _, observer = await admin_api.user("observer")
+    _, maintainer = await admin_api.user("maintainer")
+    assert (await admin_api.request("GET", "/hosts", token=observer)).status_code == 200
+    assert_error(await admin_api.request("DELETE", f"/hosts/{host_id}", token=observer), 403,
+                 "Permission Denied")
+    r = await admin_api.request("DELETE", f"/hosts/{host_id}", token=maintainer)
+    assert r.status_code == 200 and r.json() == {}
+    assert ctx.host_cache.get(row.node_key) is None
+    async with ctx.db.connect() as conn:
+        for table, column in ((hosts, hosts.c.id), (host_seen_times, host_seen_times.c.host_id),
+                              (label_membership, label_membership.c.host_id)):
+            left = (await conn.execute(sa.select(sa.func.count()).select_from(table)
+                                       .where(column == host_id))).scalar()
+            assert left == 0, table.name
+        kept = (await conn.execute(sa.select(sa.func.count()).select_from(label_membership)
+                                   .where(label_membership.c.host_id == keep))).scalar()
+    assert kept == 1
+    assert_error(await admin_api.request("DELETE", f"/hosts/{host_id}"), 404,
+                 "Resource Not Found")
