@@ -42,6 +42,8 @@ def setup_logging(cfg: config.Config) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if cfg.logging.debug else logging.INFO)
+    # Alembic narrates every migration step at INFO; fleet prints its own summary.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,14 +131,14 @@ async def _check_migrations(db: Database, cfg: config.Config, *, dev: bool) -> b
     if not status.initialized:
         print("################################################################\n"
               "# Your Fleet database is not initialized. Fleet cannot start up.\n"
-              f"# Run `{Path(sys.argv[0]).name} prepare db` to initialize it.\n"
+              "# Run `fleet prepare db` to initialize it.\n"
               "################################################################")
         return False
     if status.missing:
         print("################################################################\n"
               "# Your Fleet database is missing required migrations:\n"
               f"#   {', '.join(status.missing)}\n"
-              f"# Run `{Path(sys.argv[0]).name} prepare db` to apply them, or start with\n"
+              "# Run `fleet prepare db` to apply them, or start with\n"
               "# --upgrades_allow_missing_migrations (FLEET_UPGRADES_ALLOW_MISSING_MIGRATIONS=1)\n"
               "# to run anyway at your own risk.\n"
               "################################################################")

@@ -14,7 +14,7 @@ from fleet.api import health, hosts, live, queries, secrets, sessions, setup, us
 from fleet.api.errors import install_error_handlers
 from fleet.broker import create_broker
 from fleet.config import Config
-from fleet.service import background
+from fleet.jobs import background
 from fleet.service.context import ServiceContext
 from fleet.store.db import create_database
 

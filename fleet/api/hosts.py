@@ -20,25 +20,15 @@ router = APIRouter(strict_content_type=False)
 
 StatusParam = Annotated[Literal["online", "offline", "new", "missing", "mia"] | None, Query()]
 
-# Host columns copied to the JSON object as they are.
-_PLAIN_FIELDS = (
-    "id", "created_at", "updated_at", "detail_updated_at", "label_updated_at",
-    "policy_updated_at", "last_enrolled_at", "seen_time", "hostname", "uuid", "platform",
-    "platform_like", "osquery_version", "os_version", "build", "code_name", "uptime", "memory",
-    "cpu_type", "cpu_subtype", "cpu_brand", "cpu_physical_cores", "cpu_logical_cores",
-    "hardware_vendor", "hardware_model", "hardware_version", "hardware_serial", "computer_name",
-    "primary_ip", "primary_mac", "public_ip", "distributed_interval", "config_tls_refresh",
-    "logger_tls_period", "team_id", "gigs_disk_space_available",
-    "percent_disk_space_available", "gigs_total_disk_space")
-
 
 def host_json(row: sa.Row[Any], now: dt.datetime) -> dict[str, Any]:
-    """Fleet's Host object from a host_search row (status as of `now`)."""
-    data = {name: getattr(row, name) for name in _PLAIN_FIELDS}
+    """Fleet's Host object from a host_search row (status as of `now`). The row's columns are
+    already Fleet's field names; osquery_host_id stays internal, as in Fleet."""
+    data = row._asdict()  # far cheaper than one getattr per field on 100k-host lists
+    del data["osquery_host_id"]
     display_name = row.computer_name or row.hostname
     data.update(
-        refetch_requested=bool(row.refetch_requested), display_name=display_name,
-        display_text=display_name, team_name=None,
+        display_name=display_name, display_text=display_name, team_name=None,
         status=hoststatus.status(row.seen_time, row.distributed_interval,
                                  row.config_tls_refresh, now),
         issues={"failing_policies_count": 0, "total_issues_count": 0})
@@ -78,12 +68,12 @@ async def get_host_by_identifier(identifier: str, ctx: Ctx, viewer: CurrentViewe
     return _detail(await host_admin.find_host(ctx, viewer, identifier))
 
 
-@router.get("/hosts/{host_id}")
+@router.get("/hosts/{host_id:int}")
 async def get_host(host_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
     return _detail(await host_admin.get_host(ctx, viewer, host_id))
 
 
-@router.delete("/hosts/{host_id}")
+@router.delete("/hosts/{host_id:int}")
 async def delete_host(host_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
     await host_admin.delete_host(ctx, viewer, host_id)
     return json_response({})

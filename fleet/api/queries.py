@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
@@ -16,23 +16,23 @@ from fleet.service import queries as service
 router = APIRouter(strict_content_type=False)
 
 
-def _common(row: sa.Row[Any]) -> dict[str, Any]:
+def _common(row: Mapping[str, Any]) -> dict[str, Any]:
     """The fields queries and query specs share, under Fleet's names."""
-    return {"name": row.name, "description": row.description, "query": row.query,
-            "interval": row.schedule_interval, "observer_can_run": row.observer_can_run,
-            "automations_enabled": row.automations_enabled, "platform": row.platform,
-            "min_osquery_version": row.min_osquery_version, "logging": row.logging_type,
-            "discard_data": row.discard_data}
+    return {"name": row["name"], "description": row["description"], "query": row["query"],
+            "interval": row["schedule_interval"], "observer_can_run": row["observer_can_run"],
+            "automations_enabled": row["automations_enabled"], "platform": row["platform"],
+            "min_osquery_version": row["min_osquery_version"], "logging": row["logging_type"],
+            "discard_data": row["discard_data"]}
 
 
-def query_json(row: sa.Row[Any]) -> dict[str, Any]:
-    return {"id": row.id, "created_at": row.created_at, "updated_at": row.updated_at,
-            **_common(row), "team_id": row.team_id, "saved": row.saved,
-            "author_id": row.author_id, "author_name": row.author_name or "",
-            "author_email": row.author_email or "", "packs": [], "stats": {}}
+def query_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "created_at": row["created_at"], "updated_at": row["updated_at"],
+            **_common(row), "team_id": row["team_id"], "saved": row["saved"],
+            "author_id": row["author_id"], "author_name": row["author_name"] or "",
+            "author_email": row["author_email"] or "", "packs": [], "stats": {}}
 
 
-def spec_json(row: sa.Row[Any]) -> dict[str, Any]:
+def spec_json(row: Mapping[str, Any]) -> dict[str, Any]:
     return {**_common(row), "team": ""}
 
 
@@ -98,7 +98,7 @@ async def list_queries(ctx: Ctx, viewer: CurrentViewer, opts: ListParams) -> Res
         "count": page.count})
 
 
-@router.get("/queries/{query_id}")
+@router.get("/queries/{query_id:int}")
 async def get_query(query_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
     return json_response({"query": query_json(await service.get_query(ctx, viewer, query_id))})
 
@@ -109,7 +109,7 @@ async def create_query(body: CreateQueryBody, ctx: Ctx, viewer: CurrentViewer) -
     return json_response({"query": query_json(row)})
 
 
-@router.patch("/queries/{query_id}")
+@router.patch("/queries/{query_id:int}")
 async def modify_query(query_id: int, body: QueryFields, ctx: Ctx,
                        viewer: CurrentViewer) -> Response:
     row = await service.modify_query(ctx, viewer, query_id, body.sent())
@@ -121,7 +121,7 @@ async def delete_queries(body: DeleteQueriesBody, ctx: Ctx, viewer: CurrentViewe
     return json_response({"deleted": await service.delete_queries(ctx, viewer, body.ids)})
 
 
-@router.delete("/queries/id/{query_id}")
+@router.delete("/queries/id/{query_id:int}")
 async def delete_query_by_id(query_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
     await service.delete_query(ctx, viewer, query_id)
     return json_response({})

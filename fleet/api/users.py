@@ -77,12 +77,12 @@ async def list_users(ctx: Ctx, viewer: CurrentViewer, opts: ListParams) -> Respo
     return json_response({"users": [user_json(r) for r in rows]})
 
 
-@router.get("/users/{user_id}")
+@router.get("/users/{user_id:int}")
 async def get_user(user_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
     return json_response({"user": user_json(await service.get_user(ctx, viewer, user_id))})
 
 
-@router.patch("/users/{user_id}")
+@router.patch("/users/{user_id:int}")
 async def modify_user(user_id: int, body: ModifyUserBody, ctx: Ctx,
                       viewer: CurrentViewer) -> Response:
     changes = service.UserChanges(**body.model_dump())
@@ -90,7 +90,7 @@ async def modify_user(user_id: int, body: ModifyUserBody, ctx: Ctx,
     return json_response({"user": user_json(row)})
 
 
-@router.delete("/users/{user_id}")
+@router.delete("/users/{user_id:int}")
 async def delete_user(user_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
     await service.delete_user(ctx, viewer, user_id)
     return json_response({})

@@ -36,7 +36,7 @@ _TEAM_FIELDS = {"team_id": None, "team": ""}
 
 @dataclass(frozen=True)
 class QueryPage:
-    queries: Sequence[sa.Row[Any]]
+    queries: Sequence[sa.RowMapping]
     count: int
     has_next_results: bool
     has_previous_results: bool
@@ -69,7 +69,7 @@ def _not_found(query_id: int) -> NotFound:
     return NotFound(f"Query with id={query_id} was not found in the datastore")
 
 
-async def _existing(conn: AsyncConnection, query_id: int) -> sa.Row[Any]:
+async def _existing(conn: AsyncConnection, query_id: int) -> sa.RowMapping:
     row = await store.get_query(conn, query_id)
     if row is None:
         raise _not_found(query_id)
@@ -93,7 +93,7 @@ async def list_queries(ctx: ServiceContext, viewer: Viewer, opts: ListOptions) -
                      has_previous_results=opts.per_page is not None and opts.page > 0)
 
 
-async def get_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> sa.Row[Any]:
+async def get_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> sa.RowMapping:
     """Any query by id (saved or a live query's), with author_name and author_email."""
     viewer.require(Action.READ_QUERIES)
     async with ctx.db.connect() as conn:
@@ -101,7 +101,7 @@ async def get_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> sa.Ro
 
 
 async def create_query(ctx: ServiceContext, viewer: Viewer,
-                       fields: Mapping[str, Any]) -> sa.Row[Any]:
+                       fields: Mapping[str, Any]) -> sa.RowMapping:
     """A saved global query; `fields` must hold name and query, the rest defaults."""
     viewer.require(Action.WRITE_QUERIES)
     values = _columns({**DEFAULTS, **fields})
@@ -115,7 +115,7 @@ async def create_query(ctx: ServiceContext, viewer: Viewer,
 
 
 async def modify_query(ctx: ServiceContext, viewer: Viewer, query_id: int,
-                       fields: Mapping[str, Any]) -> sa.Row[Any]:
+                       fields: Mapping[str, Any]) -> sa.RowMapping:
     viewer.require(Action.WRITE_QUERIES)
     values = _columns(fields)
     async with ctx.db.begin() as conn:
@@ -133,7 +133,7 @@ async def delete_query_by_name(ctx: ServiceContext, viewer: Viewer, name: str) -
         row = await store.get_saved_query_by_name(conn, name)
         if row is None:
             raise NotFound(f"Query {name} was not found in the datastore")
-        await store.delete_queries(conn, [row.id])
+        await store.delete_queries(conn, [row["id"]])
 
 
 async def delete_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> None:
@@ -150,13 +150,13 @@ async def delete_queries(ctx: ServiceContext, viewer: Viewer, ids: Sequence[int]
         return await store.delete_queries(conn, list(set(ids)))
 
 
-async def query_specs(ctx: ServiceContext, viewer: Viewer) -> Sequence[sa.Row[Any]]:
+async def query_specs(ctx: ServiceContext, viewer: Viewer) -> Sequence[sa.RowMapping]:
     viewer.require(Action.READ_QUERIES)
     async with ctx.db.connect() as conn:
         return await store.list_saved_queries(conn, ListOptions(order_key="name"))
 
 
-async def query_spec(ctx: ServiceContext, viewer: Viewer, name: str) -> sa.Row[Any]:
+async def query_spec(ctx: ServiceContext, viewer: Viewer, name: str) -> sa.RowMapping:
     viewer.require(Action.READ_QUERIES)
     async with ctx.db.connect() as conn:
         row = await store.get_saved_query_by_name(conn, name)

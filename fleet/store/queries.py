@@ -1,7 +1,7 @@
 """Saved (and live-query) queries. Global queries have team_id NULL and team_id_char ''.
 
-Rows returned here carry every `queries` column plus `author_name` and `author_email`
-(NULL once the author is deleted).
+Queries are returned as mappings (`row["query"]`) of every `queries` column plus
+`author_name` and `author_email` (NULL once the author is deleted).
 """
 
 from __future__ import annotations
@@ -48,13 +48,13 @@ async def insert_query(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
     return int(result.lastrowid)
 
 
-async def get_query(conn: AsyncConnection, query_id: int) -> sa.Row[Any] | None:
-    return (await conn.execute(_select().where(queries.c.id == query_id))).first()
+async def get_query(conn: AsyncConnection, query_id: int) -> sa.RowMapping | None:
+    return (await conn.execute(_select().where(queries.c.id == query_id))).mappings().first()
 
 
-async def get_saved_query_by_name(conn: AsyncConnection, name: str) -> sa.Row[Any] | None:
+async def get_saved_query_by_name(conn: AsyncConnection, name: str) -> sa.RowMapping | None:
     stmt = _select().where(queries.c.name == name, _GLOBAL, queries.c.saved.is_(True))
-    return (await conn.execute(stmt)).first()
+    return (await conn.execute(stmt)).mappings().first()
 
 
 async def name_taken(conn: AsyncConnection, name: str, *, except_id: int | None = None) -> bool:
@@ -66,10 +66,10 @@ async def name_taken(conn: AsyncConnection, name: str, *, except_id: int | None 
 
 
 async def list_saved_queries(conn: AsyncConnection, opts: ListOptions, *,
-                             peek: bool = False) -> Sequence[sa.Row[Any]]:
+                             peek: bool = False) -> Sequence[sa.RowMapping]:
     stmt = apply_list_options(_select().where(*_saved_global(opts)), opts, _SORTABLE,
                               queries.c.id, peek=peek)
-    return (await conn.execute(stmt)).all()
+    return (await conn.execute(stmt)).mappings().all()
 
 
 async def count_saved_queries(conn: AsyncConnection, opts: ListOptions) -> int:

@@ -6,6 +6,7 @@ import datetime as dt
 import ipaddress
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -94,8 +95,8 @@ class FleetServer:
         return self
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, verify=str(self.ca) if self.ca else False,
-                            **kwargs)
+        verify = ssl.create_default_context(cafile=str(self.ca)) if self.ca else False
+        return httpx.Client(base_url=self.url, verify=verify, **kwargs)
 
     def wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT

@@ -1,0 +1,83 @@
+"""The option table: names, precedence, validation and the redacted dump."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleet import cli, config
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    config.add_option_flags(parser)
+    return parser.parse_args(argv)
+
+
+def test_names_are_derived_from_the_key() -> None:
+    opt = config.OPTIONS_BY_KEY["mysql.address"]
+    assert (opt.flag, opt.env) == ("--mysql_address", "FLEET_MYSQL_ADDRESS")
+
+
+def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yml"
+    path.write_text(yaml.safe_dump({"mysql": {"address": "file:3306", "database": "filedb"},
+                                    "redis": {"address": "file:6379"},
+                                    "server": {"tls": False}}))
+    cfg = config.load(parse(["--config", str(path), "--mysql_address", "flag:3306"]),
+                      {"FLEET_MYSQL_ADDRESS": "env:3306", "FLEET_REDIS_ADDRESS": "env:6379"})
+    assert cfg.mysql.address == "flag:3306"
+    assert cfg.redis.address == "env:6379"
+    assert cfg.mysql.database == "filedb"
+    assert cfg.server.tls is False
+    assert cfg.session.duration == 5 * 86400
+    assert cfg.sources["mysql.address"] == "flag --mysql_address"
+
+
+def test_bool_flags_accept_bare_and_explicit_values() -> None:
+    assert config.load(parse(["--server_tls=false"]), {}).server.tls is False
+    cfg = config.load(parse(["--upgrades_allow_missing_migrations"]), {})
+    assert cfg.upgrades.allow_missing_migrations is True
+
+
+@pytest.mark.parametrize(("argv", "env", "needle"), [
+    (["--server_tls", "maybe"], {}, "server.tls"),
+    ([], {"FLEET_OSQUERY_NODE_KEY_SIZE": "many"}, "osquery.node_key_size"),
+    ([], {"FLEET_SESSION_DURATION": "forever"}, "session.duration"),
+    (["--osquery_host_identifier", "mac"], {}, "osquery.host_identifier"),
+    (["--server_address", "nowhere"], {}, "server.address"),
+    (["--server_url_prefix", "/bad prefix"], {}, "server.url_prefix"),
+])
+def test_bad_values_name_the_option(argv: list[str], env: dict[str, str], needle: str) -> None:
+    with pytest.raises(config.ConfigError, match=needle.replace(".", r"\.")):
+        config.load(parse(argv), env)
+
+
+def test_unknown_file_key_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yml"
+    path.write_text("mysql:\n  adress: x\n")
+    with pytest.raises(config.ConfigError, match="mysql.adress"):
+        config.load(parse(["--config", str(path)]), {})
+
+
+def test_durations() -> None:
+    assert config.parse_duration("1h30m") == 5400
+    assert config.parse_duration("500ms") == 0.5
+    assert config.parse_duration("120") == 120
+    with pytest.raises(ValueError):
+        config.parse_duration("1 hour")
+
+
+def test_config_dump_redacts_secrets(capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_MYSQL_PASSWORD", "hunter2")
+    assert cli.main(["config_dump", "--redis_address", "r:6379"]) == 0
+    out = capsys.readouterr().out
+    dumped = yaml.safe_load(out)
+    assert dumped["mysql"]["password"] == config.REDACTED
+    assert "hunter2" not in out
+    assert dumped["redis"]["address"] == "r:6379"
+    assert dumped["server"]["address"] == "0.0.0.0:8080"
