@@ -64,7 +64,7 @@ def _field(loc: Sequence[int | str]) -> str:
 async def _validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0]
-    loc = tuple(first.get("loc", ("body",)))
+    loc = tuple(first["loc"])
     if first.get("type") == "json_invalid":
         return error_response(400, "Bad request", "json decoder error")
     if loc == ("body",):

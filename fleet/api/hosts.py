@@ -15,6 +15,7 @@ from fleet.api.errors import json_response
 from fleet.core import hoststatus
 from fleet.service import host_admin
 from fleet.store.db import utcnow
+from fleet.store.host_search import HOST_FIELDS
 
 router = APIRouter(strict_content_type=False)
 
@@ -24,7 +25,7 @@ StatusParam = Annotated[Literal["online", "offline", "new", "missing", "mia"] | 
 def host_json(row: sa.Row[Any], now: dt.datetime) -> dict[str, Any]:
     """Fleet's Host object from a host_search row (status as of `now`). The row's columns are
     already Fleet's field names; osquery_host_id stays internal, as in Fleet."""
-    data = row._asdict()  # far cheaper than one getattr per field on 100k-host lists
+    data = dict(zip(HOST_FIELDS, row, strict=True))  # cheap, even for 100k-host lists
     del data["osquery_host_id"]
     display_name = row.computer_name or row.hostname
     data.update(

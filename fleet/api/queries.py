@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
@@ -16,7 +16,7 @@ from fleet.service import queries as service
 router = APIRouter(strict_content_type=False)
 
 
-def _common(row: Mapping[str, Any]) -> dict[str, Any]:
+def _common(row: sa.RowMapping) -> dict[str, Any]:
     """The fields queries and query specs share, under Fleet's names."""
     return {"name": row["name"], "description": row["description"], "query": row["query"],
             "interval": row["schedule_interval"], "observer_can_run": row["observer_can_run"],
@@ -25,14 +25,14 @@ def _common(row: Mapping[str, Any]) -> dict[str, Any]:
             "discard_data": row["discard_data"]}
 
 
-def query_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def query_json(row: sa.RowMapping) -> dict[str, Any]:
     return {"id": row["id"], "created_at": row["created_at"], "updated_at": row["updated_at"],
             **_common(row), "team_id": row["team_id"], "saved": row["saved"],
             "author_id": row["author_id"], "author_name": row["author_name"] or "",
             "author_email": row["author_email"] or "", "packs": [], "stats": {}}
 
 
-def spec_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def spec_json(row: sa.RowMapping) -> dict[str, Any]:
     return {**_common(row), "team": ""}
 
 

@@ -50,7 +50,8 @@ def _check(field: str, value: Any) -> None:
                                name="logging")
     if field == "interval" and value < 0:
         raise ValidationFailed("interval must not be negative", name="interval")
-    if field == "platform" and any(p.strip() not in PLATFORMS for p in value.split(",") if value):
+    if field == "platform" and value and any(p.strip() not in PLATFORMS
+                                             for p in value.split(",")):
         raise ValidationFailed(f"platform must be a comma list of {', '.join(PLATFORMS)}",
                                name="platform")
     if field in _TEAM_FIELDS and value != _TEAM_FIELDS[field]:

@@ -90,6 +90,9 @@ SEEN_TIME = sa.func.coalesce(host_seen_times.c.seen_time, hosts.c.created_at)
 _FROM = hosts.outerjoin(host_seen_times, host_seen_times.c.host_id == hosts.c.id)
 # node_key is a credential: it never leaves the store through this module.
 _COLUMNS = [c for c in hosts.c if c.name != "node_key"]
+# Plain-str names of the columns host rows carry, in order (dict(zip(HOST_FIELDS, row)) is
+# the fast way to turn thousands of rows into JSON objects).
+HOST_FIELDS = (*(str(c.name) for c in _COLUMNS), "seen_time")
 HOST_SORTABLE: dict[str, ColumnElement[Any]] = {c.name: c for c in _COLUMNS}
 HOST_SORTABLE["seen_time"] = SEEN_TIME
 _SEARCHED = (hosts.c.hostname, hosts.c.uuid, hosts.c.hardware_serial, hosts.c.primary_ip)
