@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from fleet.config import Config
@@ -49,6 +50,13 @@ class Database:
 
     def connect(self) -> Any:
         return self.engine.connect()
+
+    def is_retryable(self, exc: Exception) -> bool:
+        """A unique-key race, deadlock or lock timeout: running the transaction again helps."""
+        if isinstance(exc, IntegrityError):
+            return True
+        code = exc.orig.args[0] if isinstance(exc, OperationalError) and exc.orig.args else None
+        return code in (1205, 1213) or "database is locked" in str(exc)
 
     async def ping(self) -> None:
         try:

@@ -10,13 +10,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fleet.store.db import Database, utcnow
 from fleet.store.schema import host_seen_times, hosts, label_membership, labels
 
 # Fleet's "never": timestamps that make every refresh due at the first check-in.
 NEVER = dt.datetime(1970, 1, 2)
+ENROLL_ATTEMPTS = 4
 
 
 def clip(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,15 +50,16 @@ async def enroll(db: Database, *, osquery_host_id: str, node_key: str, team_id: 
     """Create the host, or give an existing one a new node key; returns the host id.
 
     A concurrent first enrollment of the same identifier loses the INSERT race and is
-    retried once as a re-enrollment, so two racing agents never produce two rows.
+    retried as a re-enrollment, so two racing agents never produce two rows; a transaction
+    the database chose as a deadlock victim is retried the same way.
     """
-    for attempt in range(2):
+    for attempt in range(ENROLL_ATTEMPTS):
         try:
             async with db.begin() as conn:
                 return await _enroll_tx(conn, db, osquery_host_id, node_key, team_id,
                                         cooldown_seconds, vitals)
-        except IntegrityError:
-            if attempt:
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == ENROLL_ATTEMPTS - 1 or not db.is_retryable(exc):
                 raise
     raise AssertionError("unreachable")
 
@@ -68,7 +70,7 @@ async def _enroll_tx(conn: Any, db: Database, osquery_host_id: str, node_key: st
     now = utcnow()
     existing = (await conn.execute(
         sa.select(hosts.c.id, hosts.c.last_enrolled_at)
-        .where(hosts.c.osquery_host_id == osquery_host_id).with_for_update())).first()
+        .where(hosts.c.osquery_host_id == osquery_host_id))).first()
     if existing is not None:
         if cooldown_seconds > 0 and \
                 now - existing.last_enrolled_at < dt.timedelta(seconds=cooldown_seconds):
