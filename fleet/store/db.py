@@ -55,7 +55,8 @@ class Database:
         """A unique-key race, deadlock or lock timeout: running the transaction again helps."""
         if isinstance(exc, IntegrityError):
             return True
-        code = exc.orig.args[0] if isinstance(exc, OperationalError) and exc.orig.args else None
+        orig = exc.orig if isinstance(exc, OperationalError) else None
+        code = orig.args[0] if orig is not None and orig.args else None
         return code in (1205, 1213) or "database is locked" in str(exc)
 
     async def ping(self) -> None:
@@ -80,13 +81,14 @@ class Database:
         """Insert rows, or update the `update` columns of rows whose `keys` already exist."""
         if not rows:
             return
+        stmt: Any
         if self.dialect == "mysql":
-            stmt = mysql.insert(table)
-            stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update})
+            my = mysql.insert(table)
+            stmt = my.on_duplicate_key_update({c: my.inserted[c] for c in update})
         else:
-            stmt = sqlite.insert(table)
-            stmt = stmt.on_conflict_do_update(index_elements=list(keys),
-                                              set_={c: stmt.excluded[c] for c in update})
+            lite = sqlite.insert(table)
+            stmt = lite.on_conflict_do_update(index_elements=list(keys),
+                                              set_={c: lite.excluded[c] for c in update})
         await conn.execute(stmt, list(rows))
 
 

@@ -126,3 +126,28 @@ def test_bad_config_value_names_the_option(server_overrides: dict[str, Any]) -> 
     r = run_fleet(["serve", "--osquery_host_identifier", "bogus"], server_overrides)
     assert r.returncode == 1
     assert "osquery.host_identifier" in r.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mysql"])
+def test_hostile_agent_input_leaves_the_server_running(server_overrides: dict[str, Any],
+                                                       start_server: Any) -> None:
+    import gzip
+
+    server = start_server(server_overrides, "--dev")
+    bomb = gzip.compress(b"[" + b"0," * (32 << 20) + b"0]")
+    bodies: list[tuple[dict[str, Any], int]] = [
+        ({"content": b""}, 400), ({"content": b"{nope"}, 400),
+        ({"json": {"node_key": ["wrong", "type"]}}, 400),
+        ({"content": b"a" * (10 << 20)}, 413),
+        ({"content": bomb, "headers": {"Content-Encoding": "gzip"}}, 413),
+    ]
+    with server.client(timeout=30) as c:
+        for path in ("enroll", "config", "distributed/read", "distributed/write", "log"):
+            for kwargs, status in bodies:
+                if path == "enroll" and "json" in kwargs:
+                    status = 401  # no valid secret: re-enroll is the agent's only move
+                r = c.post(f"/api/osquery/{path}", **kwargs)
+                assert r.status_code == status, (path, r.text)
+                assert r.json()["error"]
+        assert c.get("/healthz").status_code == 200
+    assert server.proc.poll() is None

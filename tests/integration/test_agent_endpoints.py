@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import sqlalchemy as sa
 from starlette.applications import Starlette
 
 from fleet.agent.routes import agent_routes
+from fleet.logdest import create_destination
 from fleet.service.context import ServiceContext
 from fleet.store.db import utcnow
 from fleet.store.schema import enroll_secrets, host_seen_times, hosts, label_membership, queries
@@ -217,8 +219,6 @@ async def test_logs_written_one_json_object_per_line(ctx: ServiceContext,
                                          "data": results}).content),
         headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
     assert r.status_code == 200
-    import orjson
-
     status_lines = Path(ctx.cfg.filesystem.status_log_file).read_bytes().splitlines()
     assert [orjson.loads(line) for line in status_lines] == status
     result_lines = Path(ctx.cfg.filesystem.result_log_file).read_bytes().splitlines()
@@ -230,8 +230,6 @@ async def test_log_destination_failure_is_413(ctx: ServiceContext, agent: httpx.
     node_key = await enroll(agent)
     blocked = tmp_path / "not-a-file"
     blocked.mkdir()
-    from fleet.logdest import create_destination
-
     ctx.result_log = create_destination("filesystem", str(blocked))
     r = await agent.post("/api/osquery/log", json={
         "node_key": node_key, "log_type": "result",
