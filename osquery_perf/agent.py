@@ -174,8 +174,9 @@ class SimulatedAgent:
         return Ctx(self.host, self._clock() if now is None else now, self.flags)
 
     # --- transport -----------------------------------------------------------------------------
-    def _fail(self, endpoint: str) -> None:
+    def _fail(self, endpoint: str, reason: str) -> None:
         self.stats.errors[endpoint] += 1
+        self.stats.last_error = f"{endpoint}: {reason}"
 
     async def _post(
         self, endpoint: str, body: bytes, headers: dict[str, str]
@@ -187,8 +188,7 @@ class SimulatedAgent:
             response = await self.client.post(self._urls[endpoint], content=body,
                                               headers=headers)
         except httpx.HTTPError as exc:
-            log.debug("%s %s: %r", self.host.hostname, endpoint, exc)
-            self._fail(endpoint)
+            self._fail(endpoint, f"{type(exc).__name__}: {exc}")
             return None
         self.stats.latencies.append(time.perf_counter() - start)
         if not response.content:
@@ -196,10 +196,10 @@ class SimulatedAgent:
         try:
             data = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            self._fail(endpoint)
+            self._fail(endpoint, f"HTTP {response.status_code}, body is not JSON")
             return None
         if not isinstance(data, dict):
-            self._fail(endpoint)
+            self._fail(endpoint, f"HTTP {response.status_code}, JSON root is not an object")
             return None
         return data
 
@@ -237,10 +237,10 @@ class SimulatedAgent:
         if data.get("node_invalid") is True:
             if self.node_key == key:
                 self.node_key = None
-            self._fail(endpoint)
+            self._fail(endpoint, "node_invalid")
             return None
         if "error" in data:
-            self._fail(endpoint)
+            self._fail(endpoint, f"error: {data['error']}")
             return None
         self.stats.last_success = self._clock()
         return data
@@ -263,7 +263,7 @@ class SimulatedAgent:
             return False
         key = data.get("node_key") if "node_key" in data else data.get("id")
         if not isinstance(key, str) or not key:
-            self._fail("enroll")
+            self._fail("enroll", "no node key returned")
             return False
         self.node_key = key
         self.stats.enrollments += 1
@@ -508,7 +508,7 @@ class SimulatedAgent:
             return bool(await step)
         except Exception:
             log.exception("simulated host %s: internal error", self.host.hostname)
-            self.stats.errors["internal"] += 1
+            self._fail("internal", "simulator bug (see log)")
             return False
 
     async def _config_loop(self, ok: bool) -> None:

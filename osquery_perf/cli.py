@@ -196,15 +196,21 @@ class Report:
     def summary(self, agents: list[SimulatedAgent]) -> str:
         requests: Counter[str] = Counter()
         errors: Counter[str] = Counter()
+        last_errors: Counter[str] = Counter()
         for agent in agents:
             requests.update(agent.stats.requests)
             errors.update(agent.stats.errors)
+            if agent.stats.last_error:
+                last_errors[agent.stats.last_error] += 1
             for value in agent.stats.drain_latencies():
                 self.histogram.add(value)
         h = self.histogram
         elapsed = time.monotonic() - self.started
         by_endpoint = ", ".join(f"{SHORT[e]} {requests[e]}" for e in ENDPOINTS)
         error_text = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"
+        if last_errors:
+            reason, hosts = last_errors.most_common(1)[0]
+            error_text += f"\n  most common last error ({hosts} hosts): {reason}"
         return (
             f"osquery-perf: ran {elapsed:.0f}s, {sum(a.enrolled for a in agents)}/{len(agents)} "
             f"hosts enrolled\n  requests: {sum(requests.values())} ({by_endpoint})\n"

@@ -18,6 +18,7 @@ class AgentStats:
     errors: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     enrollments: int = 0
+    last_error: str = ""  # "<endpoint>: <reason>" of the most recent failure
     last_success: float = 0.0  # clock time of the last accepted authenticated request
 
     def drain_latencies(self) -> list[float]:

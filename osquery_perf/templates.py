@@ -198,7 +198,7 @@ class HostData:
     system_info: Row
     platform_info: Row
     users: tuple[Row, ...]
-    software_index: array  # indices into the template's shared software catalogue
+    software_index: array[int]  # indices into the template's shared software catalogue
     unique_software: tuple[tuple[Row, Row], ...]  # (fleet row, native row) only this host has
 
     @property
