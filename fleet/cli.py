@@ -193,7 +193,8 @@ async def _serve_async(cfg: config.Config, dev: bool) -> int:
         ssl_keyfile=cfg.server.key if cfg.server.tls else None,
         log_level="debug" if cfg.logging.debug else "warning", access_log=False,
         timeout_keep_alive=300 if cfg.server.keepalive else 0, lifespan="on",
-        ws_max_size=1 << 20, log_config=None, server_header=False)
+        ws_max_size=1 << 20, log_config=None, server_header=False,
+        proxy_headers=False)  # client_ip() applies Fleet's header order itself
     try:
         uv.load()
     except (OSError, ValueError) as exc:  # unreadable or mismatched certificate/key

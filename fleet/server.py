@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from fleet.agent.routes import agent_routes
+from fleet.agent.routes import AgentFrontDoor
 from fleet.api import health, hosts, live, queries, secrets, sessions, setup, users, websocket
 from fleet.api.errors import install_error_handlers
 from fleet.broker import create_broker
@@ -52,8 +52,6 @@ def create_app(ctx: ServiceContext, *, owns_context: bool = False) -> Any:
     app = FastAPI(title="Fleet", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/api/latest/fleet/openapi.json")
     app.state.ctx = ctx
-    # Agent routes first: they are matched on every check-in.
-    app.router.routes[:0] = agent_routes(ctx)
     install_error_handlers(app)
     app.include_router(setup.router)
     app.include_router(health.router)
@@ -61,8 +59,9 @@ def create_app(ctx: ServiceContext, *, owns_context: bool = False) -> Any:
         for module in (sessions, users, hosts, queries, secrets, live):
             app.include_router(module.router, prefix=prefix)
     app.include_router(websocket.router)
+    front = AgentFrontDoor(ctx, app)
     prefix = ctx.cfg.server.url_prefix
-    return StripPrefix(app, prefix) if prefix else app
+    return StripPrefix(front, prefix) if prefix else front
 
 
 ASGIApp = Callable[[dict[str, Any], Callable[..., Awaitable[Any]],

@@ -1,8 +1,10 @@
-"""The osquery TLS endpoints (the hot path): plain Starlette routes with orjson.
+"""The osquery TLS endpoints (the hot path): a bare ASGI front door with orjson.
 
-Served at `/api/osquery/*` and the legacy alias `/api/v1/osquery/*`. Every failure answers
-with an `error` member, which osquery treats as a failed request (and keeps its logs or
-retries), plus `node_invalid: true` when the agent must re-enroll.
+Served at `/api/osquery/*` and the legacy alias `/api/v1/osquery/*`. Agent requests are
+dispatched by exact path before the REST application and its middleware stack, which would
+otherwise cost more than the check-in itself. Every failure answers with an `error` member,
+which osquery treats as a failed request (and keeps its logs or retries), plus
+`node_invalid: true` when the agent must re-enroll.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fleet.agent.body import client_ip, object_field, read_json_object, string_field
-from fleet.core.errors import BadRequest, FleetError, NodeInvalid
+from fleet.core.errors import BadRequest, FleetError, MethodNotAllowed, NodeInvalid
 from fleet.service import checkin, enrollment, ingest, osquery_logs
 from fleet.service.agent_auth import authenticate_host
 from fleet.service.agent_config import AgentConfigCache, client_config
@@ -108,7 +110,7 @@ class AgentEndpoints:
                                        string_field(data, "log_type"), items)
         return _json(_EMPTY)
 
-    def routes(self) -> list[Route]:
+    def endpoints(self) -> dict[str, Callable[[Request], Awaitable[Response]]]:
         table: dict[str, Handler] = {
             "/enroll": self.enroll,
             "/config": self.config,
@@ -116,8 +118,8 @@ class AgentEndpoints:
             "/distributed/write": self.distributed_write,
             "/log": self.log,
         }
-        return [Route(prefix + path, self._endpoint(handler), methods=["POST"])
-                for prefix in PREFIXES for path, handler in table.items()]
+        return {prefix + path: self._endpoint(handler)
+                for prefix in PREFIXES for path, handler in table.items()}
 
 
 def _statuses(raw: dict[str, Any]) -> dict[str, int]:
@@ -135,5 +137,20 @@ def _statuses(raw: dict[str, Any]) -> dict[str, int]:
     return out
 
 
-def agent_routes(ctx: ServiceContext) -> list[Route]:
-    return AgentEndpoints(ctx).routes()
+class AgentFrontDoor:
+    """ASGI app: agent paths served here, anything else passed to `fallback`."""
+
+    def __init__(self, ctx: ServiceContext, fallback: ASGIApp) -> None:
+        self.endpoints = AgentEndpoints(ctx).endpoints()
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.endpoints.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is None:
+            await self.fallback(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            response = _error(MethodNotAllowed("use POST"))
+        else:
+            response = await endpoint(Request(scope, receive))
+        await response(scope, receive, send)

@@ -31,6 +31,10 @@ class NotFound(FleetError):
     status, message = 404, "Resource Not Found"
 
 
+class MethodNotAllowed(FleetError):
+    status, message = 405, "Method Not Allowed"
+
+
 class AlreadyExists(FleetError):
     status, message = 409, "Resource Already Exists"
 

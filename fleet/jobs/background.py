@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import secrets
 
 from fleet.broker.base import HOST_INVALIDATION_CHANNEL, BrokerUnavailable
 from fleet.service import campaigns
@@ -16,8 +14,6 @@ log = logging.getLogger("fleet.background")
 
 CLEANUP_INTERVAL = 60.0
 RETRY_DELAY = 1.0
-# Identifies this process as a lock owner for jobs that only one instance should run.
-INSTANCE_ID = secrets.token_urlsafe(16)
 
 
 async def flush_seen_forever(ctx: ServiceContext) -> None:
@@ -40,8 +36,7 @@ async def follow_invalidations(ctx: ServiceContext) -> None:
             async with ctx.broker.bus.subscribe(HOST_INVALIDATION_CHANNEL) as sub:
                 ctx.host_cache.clear()
                 async for payload in sub:
-                    with contextlib.suppress(ValueError):
-                        ctx.host_cache.invalidate(int(payload))
+                    ctx.remote_host_change(payload)
         except BrokerUnavailable as exc:
             log.warning("host invalidation channel lost: %s; retrying", exc)
         await asyncio.sleep(RETRY_DELAY)
@@ -52,7 +47,7 @@ async def cleanup_campaigns_forever(ctx: ServiceContext) -> None:
     while True:
         await asyncio.sleep(CLEANUP_INTERVAL)
         try:
-            if await ctx.broker.locks.acquire("cleanup_campaigns", INSTANCE_ID,
+            if await ctx.broker.locks.acquire("cleanup_campaigns", ctx.instance_id,
                                               CLEANUP_INTERVAL * 2):
                 n = await campaigns.cleanup_stale(ctx)
                 if n:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 from fleet.broker.base import HOST_INVALIDATION_CHANNEL, Broker
@@ -19,6 +20,8 @@ class ServiceContext:
     broker: Broker
     host_cache: HostCache = field(default_factory=HostCache)
     seen: SeenBuffer = field(default_factory=SeenBuffer)
+    # Tags this process's broadcasts, so it does not evict entries it just refreshed itself.
+    instance_id: str = field(default_factory=lambda: secrets.token_hex(8))
     result_log: LogDestination = field(init=False)
     status_log: LogDestination = field(init=False)
 
@@ -30,7 +33,14 @@ class ServiceContext:
     async def host_changed(self, host_id: int) -> None:
         """A host row changed or vanished: drop it from every instance's node-key cache."""
         self.host_cache.invalidate(host_id)
-        await self.broker.bus.publish(HOST_INVALIDATION_CHANNEL, str(host_id).encode())
+        await self.broker.bus.publish(HOST_INVALIDATION_CHANNEL,
+                                      f"{self.instance_id}:{host_id}".encode())
+
+    def remote_host_change(self, payload: bytes) -> None:
+        """Apply another instance's `host_changed` broadcast to this instance's cache."""
+        origin, _, host_id = payload.decode(errors="replace").partition(":")
+        if origin != self.instance_id and host_id.isdigit():
+            self.host_cache.invalidate(int(host_id))
 
     async def close_logs(self) -> None:
         await self.result_log.close()

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from starlette.applications import Starlette
 
-from fleet.agent.routes import agent_routes
+from fleet.agent.routes import AgentFrontDoor
 from fleet.logdest import create_destination
 from fleet.service.context import ServiceContext
 from fleet.store.db import utcnow
@@ -38,7 +38,7 @@ HOST_DETAILS = {
 async def agent(ctx: ServiceContext) -> AsyncIterator[httpx.AsyncClient]:
     async with ctx.db.begin() as conn:
         await conn.execute(enroll_secrets.insert().values(secret=SECRET, created_at=utcnow()))
-    app = Starlette(routes=agent_routes(ctx))
+    app = AgentFrontDoor(ctx, Starlette())
     transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 4242))
     async with httpx.AsyncClient(transport=transport, base_url="https://fleet.test") as client:
         yield client
