@@ -1,0 +1,272 @@
+"""Capacity benchmark: how many osquery hosts does one server core hold?
+
+`fleet serve` runs pinned to core 0 (MySQL + Redis, then the embedded default as a second
+row); `osquery-perf` runs pinned to core 1 at Fleet's default intervals (distributed 10 s,
+config 60 s, logs 10 s) and the host count rises step by step until p99 latency passes
+500 ms, errors pass 0.1 %, or hosts fall behind their check-in interval. In the same run, on
+the same core, a closed-loop load measures the ceiling of a bare ASGI handler that only
+answers `{"queries":{}}` and of our idle `distributed/read`.
+
+    .venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/capacity.py
+
+Results: bench/results/capacity.json, capacity.md and capacity.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import (  # noqa: E402
+    BIN,
+    ENROLL_SECRET,
+    RESULTS,
+    ROOT,
+    Backend,
+    Server,
+    bare_server,
+    cpu_seconds,
+    fleet_server,
+    free_port,
+    machine,
+    pinned,
+    rss_bytes,
+)
+from fleet.tls import ensure_dev_certificate  # noqa: E402
+
+P99_LIMIT_MS = 500.0
+ERROR_LIMIT = 0.001
+BEHIND_LIMIT = 0.01  # share of hosts late for their interval by more than a second
+STATUS_RE = re.compile(r"\[\s*(?P<t>\d+)s\](?P<rest>.*)")
+
+
+def parse_status(line: str) -> dict[str, Any] | None:
+    """One periodic osquery-perf status line -> its figures (None if not a status line)."""
+    m = STATUS_RE.search(line)
+    if not m:
+        return None
+    rest = m.group("rest")
+    out: dict[str, Any] = {"t": int(m.group("t"))}
+    for name in ("enroll", "config", "read", "write", "log"):
+        v = re.search(rf"\b{name} ([\d.]+)", rest)
+        out[name] = float(v.group(1)) if v else 0.0
+    for name, pattern in (("p50", r"p50 ([\d.]+)ms"), ("p99", r"p99 ([\d.]+)ms"),
+                          ("errors", r"errors (\d+)"), ("behind", r"behind (\d+)")):
+        v = re.search(pattern, rest)
+        out[name] = float(v.group(1)) if v else 0.0
+    return out
+
+
+def run_step(server: Server, hosts: int, keys: Path, workdir: Path, *, measure: float,
+             new_hosts: int) -> dict[str, Any]:
+    """Run `hosts` simulated agents; measure the server over the steady window."""
+    start_period = max(10.0, new_hosts / 200.0)  # spread enroll storms of new hosts
+    warmup = start_period + 20.0
+    duration = warmup + measure
+    summary_path = workdir / f"summary-{hosts}.json"
+    argv = pinned(1, [str(BIN / "osquery-perf"), "--server_url", f"https://localhost:{server.port}",
+                      "--enroll_secret", ENROLL_SECRET, "--host_count", str(hosts),
+                      "--start_period", f"{start_period}s", "--tls_server_certs", server.cafile,
+                      "--os_templates", "ubuntu,macos,windows", "--node_key_file", str(keys),
+                      "--duration", f"{duration}s", "--json_summary", str(summary_path)])
+    err_path = workdir / f"perf-{hosts}.log"
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen(argv, stdout=err, stderr=subprocess.STDOUT)
+        time.sleep(warmup)
+        cpu_a, t_a = cpu_seconds(server.pid), time.monotonic()
+        proc.wait(timeout=duration + 120)
+        cpu_b, t_b = cpu_seconds(server.pid), time.monotonic()
+    rss = rss_bytes(server.pid)
+    lines = [s for s in map(parse_status, err_path.read_text(errors="replace").splitlines())
+             if s is not None and s["t"] > warmup]
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    window = max(len(lines), 1)
+    rates = {k: sum(s[k] for s in lines) / window for k in
+             ("enroll", "config", "read", "write", "log")}
+    requests_total = sum(rates.values())
+    errors = sum(s["errors"] for s in lines)
+    served = requests_total * 5 * window or 1
+    return {
+        "hosts": hosts,
+        "server_cpu_percent": round(100 * (cpu_b - cpu_a) / (t_b - t_a), 1),
+        "rss_mib": round(rss / 2**20, 1),
+        "rss_mib_per_1000_hosts": round(rss / 2**20 / hosts * 1000, 2),
+        "requests_per_second": round(requests_total, 1),
+        "rates": {k: round(v, 1) for k, v in rates.items()},
+        "p50_ms": max((s["p50"] for s in lines), default=0.0),
+        "p99_ms": max((s["p99"] for s in lines), default=0.0),
+        "error_rate": errors / served,
+        "behind_max": max((s["behind"] for s in lines), default=0.0),
+        "per_endpoint": summary.get("latency") or summary.get("endpoints") or {},
+        "perf_exit": proc.returncode,
+    }
+
+
+def passes(step: dict[str, Any]) -> tuple[bool, str]:
+    if step["p99_ms"] > P99_LIMIT_MS:
+        return False, f"p99 {step['p99_ms']:.0f} ms > {P99_LIMIT_MS:.0f} ms"
+    if step["error_rate"] > ERROR_LIMIT:
+        return False, f"errors {step['error_rate']:.2%} > {ERROR_LIMIT:.1%}"
+    if step["behind_max"] > BEHIND_LIMIT * step["hosts"]:
+        return False, f"{step['behind_max']:.0f} hosts behind their interval"
+    return True, "ok"
+
+
+def ceiling(server: Server, path: str, body: bytes, seconds: float) -> dict[str, Any]:
+    """Closed-loop requests/s of `server` (client on core 1) and the server's CPU use."""
+    cpu_a, t_a = cpu_seconds(server.pid), time.monotonic()
+    out = subprocess.run(
+        pinned(1, [sys.executable, "-m", "bench.closed_loop", "--port", str(server.port),
+                   "--path", path, "--body", body.decode(), "--seconds", str(seconds),
+                   "--cafile", server.cafile]),
+        capture_output=True, text=True, check=True, cwd=ROOT)
+    cpu_b, t_b = cpu_seconds(server.pid), time.monotonic()
+    result = json.loads(out.stdout)
+    result["server_cpu_percent"] = round(100 * (cpu_b - cpu_a) / (t_b - t_a), 1)
+    return result
+
+
+def node_key(keys: Path) -> str:
+    for line in keys.read_text().splitlines():
+        if line.strip():
+            return line.split()[-1]
+    raise RuntimeError("no enrolled host to authenticate the ceiling run")
+
+
+def bench_backend(name: str, steps: list[int], workdir: Path, cert: Path, key: Path,
+                  measure: float, ceiling_seconds: float) -> dict[str, Any]:
+    backend = Backend(name, workdir)
+    server = fleet_server(backend, workdir, free_port(), cert, key).start()
+    keys = workdir / f"node-keys-{name}.txt"
+    rows: list[dict[str, Any]] = []
+    capacity = 0
+    try:
+        previous = 0
+        for hosts in steps:
+            step = run_step(server, hosts, keys, workdir, measure=measure,
+                            new_hosts=hosts - previous)
+            ok, why = passes(step)
+            step["pass"], step["verdict"] = ok, why
+            rows.append(step)
+            print(f"  {name:6s} {hosts:6d} hosts: {step['requests_per_second']:7.1f} req/s "
+                  f"cpu {step['server_cpu_percent']:5.1f}% p50 {step['p50_ms']:.0f} ms "
+                  f"p99 {step['p99_ms']:.0f} ms rss {step['rss_mib']} MiB -> {why}", flush=True)
+            if not ok:
+                break
+            capacity, previous = hosts, hosts
+        ours = ceiling(server, "/api/osquery/distributed/read",
+                       json.dumps({"node_key": node_key(keys)}).encode(), ceiling_seconds)
+    finally:
+        server.stop()
+        backend.drop()
+    return {"backend": backend.label(), "steps": rows, "capacity_hosts_per_core": capacity,
+            "idle_read_ceiling": ours}
+
+
+def bare_ceiling(workdir: Path, cert: Path, key: Path, seconds: float) -> dict[str, Any]:
+    server = bare_server(workdir, free_port(), cert, key).start(health_path="/")
+    try:
+        return ceiling(server, "/api/osquery/distributed/read", b'{"node_key":"x"}', seconds)
+    finally:
+        server.stop()
+
+
+def write_reports(report: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "capacity.json").write_text(json.dumps(report, indent=2) + "\n")
+    bare = report["bare_asgi_ceiling"]["rate"]
+    lines = [
+        "# Capacity (one server core)", "",
+        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
+        f"{report['machine']['memory_gib']} GiB, Python {report['machine']['python']}. "
+        f"Server pinned to core 0, osquery-perf to core 1. Run {report['date']}.", "",
+        "| backend | hosts | req/s | server CPU | p50 ms | p99 ms | errors | RSS MiB/1k hosts "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        for s in row["steps"]:
+            lines.append(
+                f"| {row['backend']} | {s['hosts']} | {s['requests_per_second']} | "
+                f"{s['server_cpu_percent']}% | {s['p50_ms']:.0f} | {s['p99_ms']:.0f} | "
+                f"{s['error_rate']:.3%} | {s['rss_mib_per_1000_hosts']} | {s['verdict']} |")
+    lines += ["", "| backend | sustained hosts per core | idle read ceiling req/s | "
+              "bare ASGI ceiling req/s | ratio |", "|---|---|---|---|---|"]
+    for row in report["rows"]:
+        ours = row["idle_read_ceiling"]["rate"]
+        lines.append(f"| {row['backend']} | {row['capacity_hosts_per_core']} | {ours:.0f} | "
+                     f"{bare:.0f} | {ours / bare:.0%} |")
+    (RESULTS / "capacity.md").write_text("\n".join(lines) + "\n")
+    _plot(report)
+
+
+def _plot(report: dict[str, Any]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed (pip install -e '.[bench]'); skipping the plot")
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for row in report["rows"]:
+        hosts = [s["hosts"] for s in row["steps"]]
+        ax1.plot(hosts, [s["p99_ms"] for s in row["steps"]], marker="o",
+                 label=f"{row['backend']} p99")
+        ax1.plot(hosts, [s["p50_ms"] for s in row["steps"]], marker=".", linestyle="--",
+                 label=f"{row['backend']} p50")
+        ax2.plot(hosts, [s["server_cpu_percent"] for s in row["steps"]], marker="o",
+                 label=row["backend"])
+    ax1.axhline(P99_LIMIT_MS, color="red", linewidth=0.8)
+    ax1.set(xlabel="simulated hosts", ylabel="latency (ms)", title="Latency vs hosts")
+    ax2.set(xlabel="simulated hosts", ylabel="server CPU (% of one core)",
+            title="Server CPU vs hosts")
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "capacity.png", dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", default="mysql,sqlite",
+                        help="comma list of mysql (MySQL + Redis) and sqlite")
+    parser.add_argument("--steps", default="2000,5000,10000,15000,20000,25000,30000,40000",
+                        help="host counts to try, in order")
+    parser.add_argument("--measure", type=float, default=60.0,
+                        help="seconds measured per step after warm-up")
+    parser.add_argument("--ceiling_seconds", type=float, default=15.0)
+    args = parser.parse_args()
+    steps = [int(s) for s in args.steps.split(",")]
+    report: dict[str, Any] = {"machine": machine(),
+                              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                              "limits": {"p99_ms": P99_LIMIT_MS, "error_rate": ERROR_LIMIT,
+                                         "behind": BEHIND_LIMIT}}
+    print(f"machine: {report['machine']}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="fleet-capacity-") as tmp:
+        workdir = Path(tmp)
+        cert, key, _ = ensure_dev_certificate(workdir / "tls")
+        report["bare_asgi_ceiling"] = bare_ceiling(workdir, cert, key, args.ceiling_seconds)
+        print(f"  bare ASGI ceiling: {report['bare_asgi_ceiling']['rate']:.0f} req/s",
+              flush=True)
+        report["rows"] = [bench_backend(name, steps, workdir, cert, key, args.measure,
+                                        args.ceiling_seconds)
+                          for name in args.backends.split(",")]
+    write_reports(report)
+    print((RESULTS / "capacity.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""How many requests per second can ONE client core of osquery-perf drive?
+
+A stub osquery TLS server (raw uvloop protocol, HTTP/1.1 keep-alive, canned answers: node
+key on enroll, a small config, ``{"queries":{},"discovery":{}}`` on distributed/read, ``{}``
+elsewhere) runs in ``--server_workers`` processes sharing the port with SO_REUSEPORT, all
+pinned to core 0. ``osquery-perf`` runs as a separate process pinned to core 1. After a
+warm-up (every host started, connected and enrolled) the benchmark samples, over a window:
+
+- the requests answered by the stub (every worker counts into shared memory);
+- the client's CPU time (utime + stime from ``/proc``) and the stub's;
+
+and prints the client's requests/s, CPU %, CPU-seconds per 1,000 requests and the implied
+ceiling (requests/s one client core could drive at 100 % CPU). If the stub's CPU is near
+100 % of core 0 the client was not saturated, which the CPU-per-request figure corrects
+for. Figures only: no timed assertions.
+
+Usage::
+
+    .venv/bin/python bench/perf_client.py                      # default scenarios
+    .venv/bin/python bench/perf_client.py --hosts 10000 --query_interval 1 --window 20
+    .venv/bin/python bench/perf_client.py --connections 64     # shared keep-alive pool
+    .venv/bin/python bench/perf_client.py --logs               # one log request per period
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import ipaddress
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_CORE = 0
+CLIENT_CORE = 1
+
+READ_BODY = b'{"queries":{},"discovery":{}}'
+EMPTY_BODY = b"{}"
+
+
+def config_body(logs: bool) -> bytes:
+    """A small config. With ``logs`` a 1 s snapshot query makes every logger period send one
+    result batch (the scheduler only runs queries whose interval elapsed)."""
+    config: dict[str, Any] = {"options": {"pack_delimiter": "/"}, "decorators": {}}
+    if logs:
+        config["schedule"] = {"uptime": {"query": "SELECT * FROM uptime;", "interval": 1,
+                                         "snapshot": True}}
+    return json.dumps(config, separators=(",", ":")).encode()
+
+
+# --- machine ---------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "kernel": platform.release(), "openssl": ssl.OPENSSL_VERSION}
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc."""
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """Self-signed ECDSA P-256 certificate for 127.0.0.1/localhost (Fleet recommends ECDSA)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "stub.crt", directory / "stub.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+# --- the stub server -------------------------------------------------------------------------
+def _response(body: bytes) -> bytes:
+    return (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+class StubProtocol(asyncio.Protocol):
+    """HTTP/1.1 keep-alive, one request at a time, answers from a table by path."""
+
+    def __init__(self, answers: dict[bytes, bytes], counts: Any, slot: int) -> None:
+        self.answers = answers
+        self.counts = counts
+        self.slot = slot
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        transport = self.transport
+        assert transport is not None
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = buf[:end].lower()
+            length = 0
+            i = head.find(b"\r\ncontent-length:")
+            if i >= 0:
+                j = head.find(b"\r\n", i + 2)
+                length = int(head[i + 17: j if j >= 0 else end])
+            total = end + 4 + length
+            if len(buf) < total:
+                break
+            first = head.find(b" ") + 1
+            path = bytes(buf[first: head.find(b" ", first)])
+            answer = self.answers.get(path)
+            if answer is None:
+                if path.endswith(b"/enroll"):
+                    self.counts[self.slot * 2 + 1] += 1
+                    answer = _response(b'{"node_key":"nk-%d-%d"}' % (
+                        os.getpid(), self.counts[self.slot * 2 + 1]))
+                else:
+                    answer = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
+            transport.write(answer)
+            self.counts[self.slot * 2] += 1
+            buf = buf[total:]
+            if b"\r\nconnection: close" in head:
+                transport.close()
+                break
+        self.buf = buf
+
+
+def serve(port: int, cert: Path, key: Path, answers: dict[bytes, bytes], counts: Any,
+          slot: int, ready: Any) -> None:
+    """One stub worker (a forked process), pinned to the server core."""
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, {SERVER_CORE})
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: StubProtocol(answers, counts, slot), "127.0.0.1", port, ssl=ctx,
+            reuse_port=True, backlog=4096)
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    try:
+        import uvloop
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(main())
+
+
+@dataclass
+class Stub:
+    port: int
+    workers: list[Any]
+    counts: Any
+
+    def requests(self) -> int:
+        return sum(self.counts[i * 2] for i in range(len(self.workers)))
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(w.pid) for w in self.workers)
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.terminate()
+        for w in self.workers:
+            w.join(5)
+
+
+def start_stub(cert: Path, key: Path, workers: int, logs: bool) -> Stub:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    prefix = b"/api/osquery"
+    answers = {prefix + b"/config": _response(config_body(logs)),
+               prefix + b"/distributed/read": _response(READ_BODY),
+               prefix + b"/distributed/write": _response(EMPTY_BODY),
+               prefix + b"/log": _response(EMPTY_BODY)}
+    mp = multiprocessing.get_context("fork")
+    counts = mp.RawArray("q", workers * 2)
+    procs = []
+    for slot in range(workers):
+        ready = mp.Event()
+        proc = mp.Process(target=serve, args=(port, cert, key, answers, counts, slot, ready),
+                          daemon=True)
+        proc.start()
+        if not ready.wait(30):
+            raise RuntimeError("stub server did not start")
+        procs.append(proc)
+    return Stub(port, procs, counts)
+
+
+# --- one scenario ----------------------------------------------------------------------------
+@dataclass
+class Scenario:
+    hosts: int
+    query_interval: float
+    config_interval: float
+    logger_period: float
+    connections: int
+    start_period: float
+    window: float
+
+    @property
+    def offered(self) -> float:
+        return self.hosts / self.query_interval + self.hosts / self.config_interval
+
+
+def run_scenario(sc: Scenario, stub: Stub, workdir: Path, logs: bool,
+                 extra: Sequence[str]) -> dict[str, Any]:
+    summary_path = workdir / f"summary-{sc.hosts}-{sc.connections}.json"
+    summary_path.unlink(missing_ok=True)
+    warmup = sc.start_period + max(sc.query_interval, 2.0) + 3.0
+    duration = warmup + sc.window + 2.0
+    argv = [sys.executable, "-m", "osquery_perf",
+            "--server_url", f"https://127.0.0.1:{stub.port}", "--insecure",
+            "--enroll_secret", "bench", "--host_count", str(sc.hosts), "--seed", "1",
+            "--os_templates", "ubuntu,macos,windows",
+            "--start_period", str(sc.start_period), "--query_interval", str(sc.query_interval),
+            "--config_interval", str(sc.config_interval),
+            "--logger_tls_period", str(sc.logger_period),
+            "--connections", str(sc.connections),
+            "--duration", str(duration), "--json_summary", str(summary_path), *extra]
+    if shutil.which("taskset"):
+        argv = ["taskset", "-c", str(CLIENT_CORE), *argv]
+    log_path = workdir / f"client-{sc.hosts}-{sc.connections}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(warmup)
+        if proc.poll() is not None:
+            raise RuntimeError(f"osquery-perf exited early: {log_path.read_text()[-2000:]}")
+        t0, r0, c0, s0 = time.monotonic(), stub.requests(), cpu_seconds(proc.pid), stub.cpu()
+        time.sleep(sc.window)
+        t1, r1, c1, s1 = time.monotonic(), stub.requests(), cpu_seconds(proc.pid), stub.cpu()
+        try:
+            proc.wait(timeout=duration - warmup - sc.window + 60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    seconds, requests, client_cpu = t1 - t0, r1 - r0, c1 - c0
+    summary: dict[str, Any] = {}
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+    per_1k = client_cpu / requests * 1000 if requests else float("nan")
+    return {
+        "hosts": sc.hosts, "connections": sc.connections or "per-host",
+        "query_interval": sc.query_interval, "offered_rps": round(sc.offered),
+        "achieved_rps": round(requests / seconds), "window_s": round(seconds, 1),
+        "client_cpu_pct": round(100 * client_cpu / seconds, 1),
+        "client_cpu_s_per_1k": round(per_1k, 4),
+        "implied_max_rps_per_client_core": round(1000 / per_1k) if requests else 0,
+        "stub_cpu_pct": round(100 * (s1 - s0) / seconds, 1),
+        "behind_max": summary.get("behind", {}).get("max_hosts"),
+        "errors": sum(summary.get("errors", {}).values()) if summary else None,
+        "client_log_tail": log_path.read_text().strip().splitlines()[-3:],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", default="5000,10000,19000",
+                        help="comma list of host counts (one scenario each)")
+    parser.add_argument("--query_interval", type=float, default=1.0)
+    parser.add_argument("--config_interval", type=float, default=60.0)
+    parser.add_argument("--logger_tls_period", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=0,
+                        help="osquery-perf --connections (0 = one per host)")
+    parser.add_argument("--start_period", type=float, default=None,
+                        help="default: hosts / 1000 seconds")
+    parser.add_argument("--window", type=float, default=20.0, help="measured seconds")
+    parser.add_argument("--server_workers", type=int, default=2)
+    parser.add_argument("--logs", action="store_true",
+                        help="config schedules a 1 s snapshot query: one log request per "
+                        "logger period per host")
+    parser.add_argument("--client_arg", action="append", default=[],
+                        help="extra osquery-perf argument (repeatable)")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, {SERVER_CORE})
+    print(f"machine: {json.dumps(machine())}")
+    print(f"stub: {args.server_workers} worker(s) on core {SERVER_CORE}; "
+          f"client: osquery-perf on core {CLIENT_CORE}")
+    with tempfile.TemporaryDirectory(prefix="perf_client-") as tmp:
+        workdir = Path(tmp)
+        cert, key = make_certificate(workdir)
+        stub = start_stub(cert, key, args.server_workers, args.logs)
+        try:
+            for hosts in (int(h) for h in args.hosts.split(",")):
+                sc = Scenario(hosts, args.query_interval, args.config_interval,
+                              args.logger_tls_period, args.connections,
+                              args.start_period if args.start_period is not None
+                              else max(2.0, hosts / 1000), args.window)
+                row = run_scenario(sc, stub, workdir, args.logs, args.client_arg)
+                tail = row.pop("client_log_tail")
+                print(json.dumps(row), flush=True)
+                print(f"  hosts {row['hosts']}: {row['achieved_rps']} req/s at "
+                      f"{row['client_cpu_pct']}% client CPU -> "
+                      f"{row['client_cpu_s_per_1k'] * 1000:.1f} ms CPU per 1,000 requests, "
+                      f"implied ceiling {row['implied_max_rps_per_client_core']} req/s per "
+                      f"client core (stub CPU {row['stub_cpu_pct']}%)", flush=True)
+                for line in tail:
+                    print(f"  | {line}")
+        finally:
+            stub.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
