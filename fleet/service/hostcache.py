@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-TTL_SECONDS = 60.0
+TTL_SECONDS = 600.0
 
 
 @dataclass

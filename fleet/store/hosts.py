@@ -18,6 +18,9 @@ from fleet.store.schema import host_seen_times, hosts, label_membership, labels
 # Fleet's "never": timestamps that make every refresh due at the first check-in.
 NEVER = dt.datetime(1970, 1, 2)
 ENROLL_ATTEMPTS = 4
+# Rows per seen-time UPSERT: large enough to amortize round trips, small enough to stay far
+# below max_allowed_packet and SQLite's variable limit.
+SEEN_BATCH = 2000
 
 
 def clip(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,7 +109,7 @@ async def update_host(db: Database, host_id: int, values: Mapping[str, Any]) -> 
 async def mark_seen(db: Database, host_ids: Iterable[int], seen: dt.datetime) -> None:
     """Upsert the seen time of many hosts in one statement (the batched check-in write)."""
     rows = [{"host_id": h, "seen_time": seen} for h in host_ids]
-    if not rows:
-        return
     async with db.begin() as conn:
-        await db.upsert(conn, host_seen_times, rows, keys=["host_id"], update=["seen_time"])
+        for i in range(0, len(rows), SEEN_BATCH):
+            await db.upsert(conn, host_seen_times, rows[i:i + SEEN_BATCH], keys=["host_id"],
+                            update=["seen_time"])
