@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -185,7 +185,7 @@ class Event:
     data: Any
 
 
-async def watch(ctx: ServiceContext, campaign_id: int) -> AsyncIterator[Event]:
+async def watch(ctx: ServiceContext, campaign_id: int) -> AsyncGenerator[Event, None]:
     """Totals, status and results of a campaign as they change, until the caller stops.
 
     The subscription is active before the campaign is marked running, so no answer that
