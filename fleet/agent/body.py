@@ -1,31 +1,72 @@
-"""Reading agent request bodies: size limits, gzip (with bomb protection), JSON objects."""
+"""Agent requests at the ASGI level: headers, size limits, gzip (bomb-proof), JSON objects.
+
+The hot path reads `scope` and `receive` directly: building framework request and response
+objects would cost more than answering an idle check-in.
+"""
 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
 from fleet.core.errors import BadRequest, PayloadTooLarge
 
+_JSON_HEADERS = [(b"content-type", b"application/json")]
 
-async def read_json_object(request: Request, max_size: int) -> dict[str, Any]:
+
+@dataclass(frozen=True, slots=True)
+class AgentRequest:
+    path: str
+    headers: dict[bytes, bytes]  # lower-case names; the last value wins
+    peer: str
+
+    @classmethod
+    def from_scope(cls, scope: Scope) -> AgentRequest:
+        client = scope.get("client")
+        return cls(scope["path"], dict(scope["headers"]), client[0] if client else "")
+
+    def header(self, name: bytes) -> str:
+        return self.headers.get(name, b"").decode("latin-1")
+
+    def client_ip(self) -> str:
+        """The device's public address: True-Client-IP, X-Real-IP, the first
+        X-Forwarded-For entry, else the TCP peer (Fleet's order)."""
+        for name in (b"true-client-ip", b"x-real-ip"):
+            value = self.header(name).strip()
+            if value:
+                return value
+        forwarded = self.header(b"x-forwarded-for")
+        if forwarded.strip():
+            return forwarded.split(",")[0].strip()
+        return self.peer
+
+
+async def read_json_object(request: AgentRequest, receive: Receive,
+                           max_size: int) -> dict[str, Any]:
     """The request's JSON object, refusing bodies over `max_size` bytes before or after
     gunzip. Never buffers more than `max_size` (+1 chunk) of either."""
-    declared = request.headers.get("content-length")
+    declared = request.headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_size:
         raise PayloadTooLarge(f"request body exceeds {max_size} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("client disconnected")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > max_size:
             raise PayloadTooLarge(f"request body exceeds {max_size} bytes")
         chunks.append(chunk)
-    body = b"".join(chunks)
-    if request.headers.get("content-encoding", "").lower() == "gzip":
+        more = message.get("more_body", False)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if request.headers.get(b"content-encoding", b"").lower() == b"gzip":
         body = _gunzip(body, max_size)
     if not body.strip():
         raise BadRequest("Expected JSON Body")
@@ -49,6 +90,12 @@ def _gunzip(body: bytes, max_size: int) -> bytes:
     return out
 
 
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def string_field(data: dict[str, Any], name: str) -> str:
     """A string member ("" when absent); a member of another type is a 400."""
     value = data.get(name, "")
@@ -66,17 +113,3 @@ def object_field(data: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequest(f"{name} must be a JSON object")
     return value
-
-
-def client_ip(request: Request) -> str:
-    """The device's public address: True-Client-IP, X-Real-IP, the first X-Forwarded-For
-    entry, else the TCP peer (Fleet's order)."""
-    headers = request.headers
-    for name in ("true-client-ip", "x-real-ip"):
-        value = headers.get(name, "").strip()
-        if value:
-            return value
-    forwarded = headers.get("x-forwarded-for", "")
-    if forwarded.strip():
-        return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else ""

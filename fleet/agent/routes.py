@@ -15,11 +15,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fleet.agent.body import client_ip, object_field, read_json_object, string_field
+from fleet.agent.body import AgentRequest, object_field, read_json_object, send_json, string_field
 from fleet.core.errors import BadRequest, FleetError, MethodNotAllowed, NodeInvalid
 from fleet.service import checkin, enrollment, ingest, osquery_logs
 from fleet.service.agent_auth import authenticate_host
@@ -33,18 +31,16 @@ PREFIXES = ("/api/osquery", "/api/v1/osquery")
 _EMPTY = b"{}"
 
 
-def _json(body: bytes, status: int = 200) -> Response:
-    return Response(body, status_code=status, media_type="application/json")
-
-
-def _error(exc: FleetError) -> Response:
+def _error_body(exc: FleetError) -> bytes:
     payload: dict[str, Any] = {"error": exc.reason, "uuid": str(uuid.uuid4())}
     if isinstance(exc, NodeInvalid):
         payload["node_invalid"] = True
-    return _json(orjson.dumps(payload), exc.status)
+    return orjson.dumps(payload)
 
 
-Handler = Callable[[Request, dict[str, Any]], Awaitable[Response]]
+# A handler returns the JSON body of a 200 answer; failures are raised as FleetError.
+Handler = Callable[[AgentRequest, dict[str, Any]], Awaitable[bytes]]
+Endpoint = Callable[[AgentRequest, Receive, Send], Awaitable[None]]
 
 
 class AgentEndpoints:
@@ -53,53 +49,54 @@ class AgentEndpoints:
         self.config_cache = AgentConfigCache()
         self.max_body = ctx.cfg.server.max_request_body_size
 
-    def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
+    def _endpoint(self, handler: Handler) -> Endpoint:
+        async def endpoint(request: AgentRequest, receive: Receive, send: Send) -> None:
             try:
-                data = await read_json_object(request, self.max_body)
-                return await handler(request, data)
+                data = await read_json_object(request, receive, self.max_body)
+                status, body = 200, await handler(request, data)
             except FleetError as exc:
-                return _error(exc)
+                status, body = exc.status, _error_body(exc)
             except Exception:
-                log.exception("agent request %s failed", request.url.path)
-                return _error(FleetError("internal error"))
+                log.exception("agent request %s failed", request.path)
+                status, body = 500, _error_body(FleetError("internal error"))
+            await send_json(send, status, body)
         return endpoint
 
-    async def _host(self, request: Request, data: dict[str, Any]) -> CachedHost:
+    async def _host(self, request: AgentRequest, data: dict[str, Any]) -> CachedHost:
         node_key = string_field(data, "node_key")
         if not node_key:
-            auth = request.headers.get("authorization", "")
+            auth = request.header(b"authorization")
             if auth[:8].lower() == "nodekey ":
                 node_key = auth[8:].strip()
         return await authenticate_host(self.ctx, node_key)
 
-    async def enroll(self, _request: Request, data: dict[str, Any]) -> Response:
+    async def enroll(self, _request: AgentRequest, data: dict[str, Any]) -> bytes:
         details = object_field(data, "host_details")
         node_key = await enrollment.enroll(
             self.ctx, enroll_secret=string_field(data, "enroll_secret"),
             provided_identifier=string_field(data, "host_identifier"),
             host_details=details)
-        return _json(orjson.dumps({"node_key": node_key}))
+        return orjson.dumps({"node_key": node_key})
 
-    async def config(self, request: Request, data: dict[str, Any]) -> Response:
+    async def config(self, request: AgentRequest, data: dict[str, Any]) -> bytes:
         host = await self._host(request, data)
-        return _json(orjson.dumps(await client_config(self.ctx, self.config_cache, host)))
+        return orjson.dumps(await client_config(self.ctx, self.config_cache, host))
 
-    async def distributed_read(self, request: Request, data: dict[str, Any]) -> Response:
+    async def distributed_read(self, request: AgentRequest, data: dict[str, Any]) -> bytes:
         host = await self._host(request, data)
-        return _json(orjson.dumps(await checkin.distributed_queries(self.ctx, host)))
+        return orjson.dumps(await checkin.distributed_queries(self.ctx, host))
 
-    async def distributed_write(self, request: Request, data: dict[str, Any]) -> Response:
+    async def distributed_write(self, request: AgentRequest, data: dict[str, Any]) -> bytes:
         host = await self._host(request, data)
         messages = object_field(data, "messages")
         await ingest.submit_results(
             self.ctx, host, queries=object_field(data, "queries"),
             statuses=_statuses(object_field(data, "statuses")),
             messages={k: v for k, v in messages.items() if isinstance(v, str)},
-            stats=object_field(data, "stats"), public_ip=client_ip(request))
-        return _json(_EMPTY)
+            stats=object_field(data, "stats"), public_ip=request.client_ip())
+        return _EMPTY
 
-    async def log(self, request: Request, data: dict[str, Any]) -> Response:
+    async def log(self, request: AgentRequest, data: dict[str, Any]) -> bytes:
         await self._host(request, data)  # the lines carry their own host identity
         items = data.get("data")
         if items is None:
@@ -108,9 +105,9 @@ class AgentEndpoints:
             raise BadRequest("data must be a JSON array")
         await osquery_logs.submit_logs(self.ctx, self.config_cache,
                                        string_field(data, "log_type"), items)
-        return _json(_EMPTY)
+        return _EMPTY
 
-    def endpoints(self) -> dict[str, Callable[[Request], Awaitable[Response]]]:
+    def endpoints(self) -> dict[str, Endpoint]:
         table: dict[str, Handler] = {
             "/enroll": self.enroll,
             "/config": self.config,
@@ -150,7 +147,6 @@ class AgentFrontDoor:
             await self.fallback(scope, receive, send)
             return
         if scope["method"] != "POST":
-            response = _error(MethodNotAllowed("use POST"))
-        else:
-            response = await endpoint(Request(scope, receive))
-        await response(scope, receive, send)
+            await send_json(send, 405, _error_body(MethodNotAllowed("use POST")))
+            return
+        await endpoint(AgentRequest.from_scope(scope), receive, send)
