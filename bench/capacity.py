@@ -26,6 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx  # noqa: E402
+
 from bench.harness import (  # noqa: E402
     BIN,
     ENROLL_SECRET,
@@ -47,6 +49,16 @@ P99_LIMIT_MS = 500.0
 ERROR_LIMIT = 0.001
 BEHIND_LIMIT = 0.01  # share of hosts late for their interval by more than a second
 STATUS_RE = re.compile(r"\[\s*(?P<t>\d+)s\](?P<rest>.*)")
+# Agents reach the server through a shared pool, as behind a load balancer (one socket per
+# host would need 20,000+ file descriptors on both sides of this one machine).
+CONNECTIONS = 512
+# A realistic schedule, so result logs flow as in production: (name, SQL, interval, logging).
+SCHEDULE = (
+    ("osquery_info", "SELECT * FROM osquery_info", 60, "snapshot"),
+    ("uptime", "SELECT * FROM uptime", 300, "snapshot"),
+    ("listening_ports", "SELECT pid, port, protocol FROM listening_ports", 600, "differential"),
+)
+PASSWORD = "bench-Password-1!"
 
 
 def parse_status(line: str) -> dict[str, Any] | None:
@@ -77,7 +89,8 @@ def run_step(server: Server, hosts: int, keys: Path, workdir: Path, *, measure: 
                       "--enroll_secret", ENROLL_SECRET, "--host_count", str(hosts),
                       "--start_period", f"{start_period}s", "--tls_server_certs", server.cafile,
                       "--os_templates", "ubuntu,macos,windows", "--node_key_file", str(keys),
-                      "--duration", f"{duration}s", "--json_summary", str(summary_path)])
+                      "--duration", f"{duration}s", "--json_summary", str(summary_path),
+                      "--connections", str(CONNECTIONS)])
     err_path = workdir / f"perf-{hosts}.log"
     with open(err_path, "wb") as err:
         proc = subprocess.Popen(argv, stdout=err, stderr=subprocess.STDOUT)
@@ -132,6 +145,9 @@ def ceiling(server: Server, path: str, body: bytes, seconds: float) -> dict[str,
     cpu_b, t_b = cpu_seconds(server.pid), time.monotonic()
     result = json.loads(out.stdout)
     result["server_cpu_percent"] = round(100 * (cpu_b - cpu_a) / (t_b - t_a), 1)
+    # Requests per second of server CPU: comparable even when the client, not the server,
+    # was the limit of a run.
+    result["per_core"] = round(result["rate"] / max(result["server_cpu_percent"], 1) * 100)
     return result
 
 
@@ -142,10 +158,26 @@ def node_key(keys: Path) -> str:
     raise RuntimeError("no enrolled host to authenticate the ceiling run")
 
 
+def schedule_queries(server: Server) -> None:
+    """First-run setup, then the global scheduled queries every host will run."""
+    with httpx.Client(base_url=f"https://localhost:{server.port}", verify=server.cafile) as api:
+        r = api.post("/api/v1/setup", json={
+            "admin": {"admin": True, "email": "bench@example.com", "name": "Bench",
+                      "password": PASSWORD, "password_confirmation": PASSWORD},
+            "org_info": {"org_name": "Bench"}, "server_url": str(api.base_url)})
+        r.raise_for_status()
+        headers = {"Authorization": f"Bearer {r.json()['token']}"}
+        for name, sql, interval, logging in SCHEDULE:
+            api.post("/api/latest/fleet/queries", headers=headers, json={
+                "name": name, "query": sql, "interval": interval, "logging": logging,
+                "automations_enabled": True}).raise_for_status()
+
+
 def bench_backend(name: str, steps: list[int], workdir: Path, cert: Path, key: Path,
                   measure: float, ceiling_seconds: float) -> dict[str, Any]:
     backend = Backend(name, workdir)
     server = fleet_server(backend, workdir, free_port(), cert, key).start()
+    schedule_queries(server)
     keys = workdir / f"node-keys-{name}.txt"
     rows: list[dict[str, Any]] = []
     capacity = 0
@@ -199,12 +231,16 @@ def write_reports(report: dict[str, Any]) -> None:
                 f"| {row['backend']} | {s['hosts']} | {s['requests_per_second']} | "
                 f"{s['server_cpu_percent']}% | {s['p50_ms']:.0f} | {s['p99_ms']:.0f} | "
                 f"{s['error_rate']:.3%} | {s['rss_mib_per_1000_hosts']} | {s['verdict']} |")
-    lines += ["", "| backend | sustained hosts per core | idle read ceiling req/s | "
-              "bare ASGI ceiling req/s | ratio |", "|---|---|---|---|---|"]
+    bare_core = report["bare_asgi_ceiling"]["per_core"]
+    lines += ["", "Ceilings: closed-loop idle `distributed/read` (64 keep-alive TLS connections); "
+              "req/s, and req/s per fully used server core.", "",
+              "| backend | sustained hosts per core | idle read req/s (per core) | "
+              "bare ASGI req/s (per core) | ratio per core |", "|---|---|---|---|---|"]
     for row in report["rows"]:
-        ours = row["idle_read_ceiling"]["rate"]
-        lines.append(f"| {row['backend']} | {row['capacity_hosts_per_core']} | {ours:.0f} | "
-                     f"{bare:.0f} | {ours / bare:.0%} |")
+        ours = row["idle_read_ceiling"]
+        lines.append(f"| {row['backend']} | {row['capacity_hosts_per_core']} | "
+                     f"{ours['rate']:.0f} ({ours['per_core']}) | {bare:.0f} ({bare_core}) | "
+                     f"{ours['per_core'] / bare_core:.0%} |")
     (RESULTS / "capacity.md").write_text("\n".join(lines) + "\n")
     _plot(report)
 

@@ -21,16 +21,24 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 
 from osquery_perf.logs import DEFAULT_BUFFER_MAX, DEFAULT_MAX_LINES, Backoff, LogBuffer, log_body
 from osquery_perf.logs import status_line as make_status_line
 from osquery_perf.queries import Answer, answer, discovery_has_rows, run_sql
 from osquery_perf.schedule import Schedule, result_lines
-from osquery_perf.stats import AgentStats
+from osquery_perf.stats import AgentStats, FleetStats
 from osquery_perf.tables import Ctx
 from osquery_perf.templates import HostData, Row
+from osquery_perf.transport import (
+    ConnectionPool,
+    Headers,
+    HTTPConnection,
+    HttpxTransport,
+    Transport,
+    TransportError,
+    split_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +102,28 @@ def _empty_results() -> dict[str, dict[str, Any]]:
     return {"queries": {}, "statuses": {}, "messages": {}, "stats": {}}
 
 
+def as_transport(client: Any, server_url: str) -> Transport:
+    """Our own transports are used as they are; anything else is taken for an
+    ``httpx.AsyncClient`` and adapted."""
+    if isinstance(client, (HTTPConnection, ConnectionPool, HttpxTransport)):
+        return client
+    return HttpxTransport(client, split_url(server_url)[0])
+
+
 class SimulatedAgent:
-    """One simulated osquery host. Not thread-safe; use from one event loop."""
+    """One simulated osquery host. Not thread-safe; use from one event loop.
+
+    ``client`` is an ``httpx.AsyncClient`` (convenient in tests) or one of the fast
+    transports of :mod:`osquery_perf.transport` (what the CLI uses). With ``shared``, request
+    counts, errors and latencies also go to that run-wide :class:`FleetStats` (latencies
+    then go only there, so nothing grows per agent)."""
 
     def __init__(
         self,
         server_url: str,
         enroll_secret: str,
         host: HostData,
-        client: httpx.AsyncClient,
+        client: Any,
         *,
         node_key: str | None = None,
         gzip_logs: bool = False,
@@ -111,10 +132,14 @@ class SimulatedAgent:
         buffered_log_max: int = DEFAULT_BUFFER_MAX,
         api_prefix: str = API_PREFIX,
         clock: Callable[[], float] = time.time,
+        shared: FleetStats | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.enroll_secret = enroll_secret
         self.host = host
         self.client = client
+        self.transport = as_transport(client, server_url)
+        self.shared = shared
         self.node_key: str | None = node_key or None
         self.gzip_logs = gzip_logs
         self.policy_pass_prob = policy_pass_prob
@@ -131,16 +156,22 @@ class SimulatedAgent:
         self.accelerate_until = 0.0
         self.enroll_max_attempts = 1  # run() switches to osquery's 12 with backoff
         self._clock = clock
-        base = server_url.rstrip("/") + api_prefix
-        self._urls = {name: base + path for name, path in PATHS.items()}
-        self._headers = {
+        self._sleep = sleep  # run()'s timing; the CLI passes one shared Ticker for all hosts
+        base = split_url(server_url)[1] + api_prefix
+        self._paths = {name: base + path for name, path in PATHS.items()}
+        self._headers = Headers({
             "Content-Type": "application/json",
-            "Accept": "application/json",
-            "Accept-Encoding": "identity",  # osquery does not accept gzip by default
+            "Accept": "application/json",  # no Accept-Encoding: osquery accepts no gzip
             "User-Agent": f"osquery/{host.osquery_version}",
-        }
+        })
         self._send_node_key_header = _version(host.osquery_version) >= NODE_KEY_HEADER_SINCE
-        self._auth: tuple[str, dict[str, str]] = ("", self._headers)
+        # per node key: (key, headers, gzip headers, {"node_key": key} body)
+        self._auth = self._build_auth("")
+        # distributed cadence, in event-loop time (see Report.behind in the CLI)
+        self.distributed_due = 0.0  # when the next round should start
+        self.late_max = 0.0  # worst start lateness since the reporter last looked
+        self.late_sum = 0.0
+        self.late_rounds = 0
         self._config_hash = ""
         self._pending: dict[str, str] = {}
         self._unsent = _empty_results()
@@ -177,38 +208,50 @@ class SimulatedAgent:
     def _fail(self, endpoint: str, reason: str) -> None:
         self.stats.errors[endpoint] += 1
         self.stats.last_error = f"{endpoint}: {reason}"
+        if self.shared is not None:
+            self.shared.errors[endpoint] += 1
 
-    async def _post(
-        self, endpoint: str, body: bytes, headers: dict[str, str]
-    ) -> dict[str, Any] | None:
+    async def _post(self, endpoint: str, body: bytes, headers: Headers) -> dict[str, Any] | None:
         """POST and parse the reply as osquery would; None on transport or parse failure."""
         self.stats.requests[endpoint] += 1
+        shared = self.shared
+        if shared is not None:
+            shared.requests[endpoint] += 1
         start = time.perf_counter()
         try:
-            response = await self.client.post(self._urls[endpoint], content=body,
-                                              headers=headers)
-        except httpx.HTTPError as exc:
-            self._fail(endpoint, f"{type(exc).__name__}: {exc}")
+            status, content = await self.transport.post(self._paths[endpoint], body, headers)
+        except TransportError as exc:
+            self._fail(endpoint, str(exc) or type(exc).__name__)
             return None
-        self.stats.latencies.append(time.perf_counter() - start)
-        if not response.content:
+        if shared is None:
+            self.stats.latencies.append(time.perf_counter() - start)
+        else:
+            shared.latency[endpoint].add(time.perf_counter() - start)
+        if not content:
             return {}
         try:
-            data = orjson.loads(response.content)
+            data = orjson.loads(content)
         except orjson.JSONDecodeError:
-            self._fail(endpoint, f"HTTP {response.status_code}, body is not JSON")
+            self._fail(endpoint, f"HTTP {status}, body is not JSON")
             return None
         if not isinstance(data, dict):
-            self._fail(endpoint, f"HTTP {response.status_code}, JSON root is not an object")
+            self._fail(endpoint, f"HTTP {status}, JSON root is not an object")
             return None
         return data
 
-    def _headers_for(self, key: str) -> dict[str, str]:
-        if not key or not self._send_node_key_header:
-            return self._headers
-        if self._auth[0] != key:
-            self._auth = (key, {**self._headers, "Authorization": f"NodeKey {key}"})
-        return self._auth[1]
+    def _for_key(self, key: str) -> tuple[str, Headers, Headers, bytes]:
+        """Headers (plain and gzip) and the ``{"node_key"}`` body for a key, built once."""
+        auth = self._auth
+        if auth[0] != key:
+            auth = self._auth = self._build_auth(key)
+        return auth
+
+    def _build_auth(self, key: str) -> tuple[str, Headers, Headers, bytes]:
+        headers = self._headers
+        if key and self._send_node_key_header:
+            headers = headers.with_fields(Authorization=f"NodeKey {key}")
+        gzipped = headers.with_fields(**{"Content-Encoding": "gzip"})
+        return key, headers, gzipped, b'{"node_key":' + orjson.dumps(key) + b"}"
 
     async def _node_key(self) -> str:
         """osquery's getNodeKey(): the cached key, else enroll (serialized per host)."""
@@ -220,18 +263,16 @@ class SimulatedAgent:
                 attempt += 1
                 if await self.enroll() or attempt >= self.enroll_max_attempts:
                     break
-                await asyncio.sleep(min(attempt * attempt, ENROLL_MAX_INTERVAL))
+                await self._sleep(min(attempt * attempt, ENROLL_MAX_INTERVAL))
         return self.node_key or ""
 
     async def _go(
         self, endpoint: str, build: Callable[[str], bytes], *, gzipped: bool = False
     ) -> dict[str, Any] | None:
         """One authenticated request (``TLSRequestHelper::go``); None when it failed."""
-        key = await self._node_key()
-        headers = self._headers_for(key)
-        if gzipped:
-            headers = {**headers, "Content-Encoding": "gzip"}
-        data = await self._post(endpoint, build(key), headers)
+        key = self.node_key or await self._node_key()
+        auth = self._for_key(key)
+        data = await self._post(endpoint, build(key), auth[2] if gzipped else auth[1])
         if data is None:
             return None
         if data.get("node_invalid") is True:
@@ -245,9 +286,8 @@ class SimulatedAgent:
         self.stats.last_success = self._clock()
         return data
 
-    @staticmethod
-    def _key_body(key: str) -> bytes:
-        return b'{"node_key":' + orjson.dumps(key) + b"}"
+    def _key_body(self, key: str) -> bytes:
+        return self._for_key(key)[3]
 
     # --- steps ---------------------------------------------------------------------------------
     async def enroll(self) -> bool:
@@ -340,17 +380,20 @@ class SimulatedAgent:
         for name, sql in discovery.items():
             if not name or not isinstance(sql, str) or not sql:
                 return  # osquery rejects the whole read
-        ctx = self._ctx()
+        ctx: Ctx | None = None  # built only if a discovery query must run
         if isinstance(queries, dict):
             for name, sql in queries.items():
                 if not name or not isinstance(sql, str) or not sql:
                     break  # "Distributed query is not a string"; earlier ones stay stored
                 check = discovery.get(name)
-                if check is None or discovery_has_rows(check, ctx):
-                    self._pending[name] = sql
+                if check is not None:
+                    ctx = ctx or self._ctx()
+                    if not discovery_has_rows(check, ctx):
+                        continue
+                self._pending[name] = sql
         accelerate = data.get("accelerate")
         if isinstance(accelerate, int) and not isinstance(accelerate, bool):
-            self.accelerate_until = ctx.now + accelerate
+            self.accelerate_until = (ctx.now if ctx else self._clock()) + accelerate
 
     def run_pending(self) -> tuple[str, ...]:
         """Execute pending queries in name order; results wait for the next write."""
@@ -474,8 +517,10 @@ class SimulatedAgent:
         try:
             await asyncio.wait((work, stopper), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            work.cancel()
             stopper.cancel()
+            while not work.done():  # insist: a step may absorb one cancellation
+                work.cancel()
+                await asyncio.wait((work,), timeout=1.0)
             await asyncio.gather(work, stopper, return_exceptions=True)
         error = None if work.cancelled() else work.exception()
         if error is not None:
@@ -492,14 +537,16 @@ class SimulatedAgent:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
 
-    @staticmethod
-    async def _retry(step: Callable[[], Awaitable[bool]], attempts: int) -> bool:
-        """osquery's attempts loop: sleeps 1 s, 4 s, ... between failed attempts."""
-        for attempt in range(1, attempts + 1):
+    async def _retry(self, step: Callable[[], Awaitable[bool]], attempts: int, *,
+                     done: int = 0) -> bool:
+        """osquery's attempts loop: up to ``attempts`` tries, sleeping 1 s, 4 s, ... between
+        failures. ``done`` tries already failed (the hot path makes the first try itself,
+        which saves a coroutine per round)."""
+        for attempt in range(done + 1, attempts + 1):
+            if attempt > 1:
+                await self._sleep((attempt - 1) ** 2)
             if await step():
                 return True
-            if attempt < attempts:
-                await asyncio.sleep(attempt * attempt)
         return False
 
     async def _guarded(self, step: Awaitable[Any]) -> bool:
@@ -507,27 +554,50 @@ class SimulatedAgent:
         try:
             return bool(await step)
         except Exception:
-            log.exception("simulated host %s: internal error", self.host.hostname)
-            self._fail("internal", "simulator bug (see log)")
+            self._internal_error()
             return False
+
+    def _internal_error(self) -> None:
+        log.exception("simulated host %s: internal error", self.host.hostname)
+        self._fail("internal", "simulator bug (see log)")
 
     async def _config_loop(self, ok: bool) -> None:
         while True:
-            await asyncio.sleep(self.config_interval if ok else CONFIG_ACCELERATED_REFRESH)
+            await self._sleep(self.config_interval if ok else CONFIG_ACCELERATED_REFRESH)
             ok = await self._guarded(self._retry(self.fetch_config, CONFIG_MAX_ATTEMPTS))
 
     async def _distributed_round(self) -> bool:
-        await self._retry(self.distributed_read, DISTRIBUTED_MAX_ATTEMPTS)
+        if not await self.distributed_read():
+            await self._retry(self.distributed_read, DISTRIBUTED_MAX_ATTEMPTS, done=1)
         self.run_pending()
-        if self.has_unsent_results:
-            return await self._retry(self.distributed_write, DISTRIBUTED_MAX_ATTEMPTS)
+        if self.has_unsent_results and not await self.distributed_write():
+            return await self._retry(self.distributed_write, DISTRIBUTED_MAX_ATTEMPTS, done=1)
         return True
 
+    def _interval(self) -> float:
+        return ACCELERATED_INTERVAL if self.accelerated else self.distributed_interval
+
     async def _distributed_loop(self) -> None:
+        """osquery's loop: a round, then sleep the interval. For the "behind" indicator each
+        round start is compared with the previous start plus the interval."""
+        loop = asyncio.get_running_loop()
         while True:
-            await self._guarded(self._distributed_round())
-            await asyncio.sleep(
-                ACCELERATED_INTERVAL if self.accelerated else self.distributed_interval)
+            start = loop.time()
+            if self.distributed_due:
+                late = start - self.distributed_due
+                if late > 0:
+                    self.late_sum += late
+                    if late > self.late_max:
+                        self.late_max = late
+                self.late_rounds += 1
+            self.distributed_due = start + self._interval()
+            try:
+                await self._distributed_round()
+            except Exception:
+                self._internal_error()
+            interval = self._interval()
+            self.distributed_due = start + interval
+            await self._sleep(interval)
 
     async def _logger_round(self) -> bool:
         self.tick_schedule()
@@ -535,5 +605,8 @@ class SimulatedAgent:
 
     async def _logger_loop(self) -> None:
         while True:
-            await self._guarded(self._logger_round())
-            await asyncio.sleep(self.logger_tls_period)
+            try:
+                await self._logger_round()
+            except Exception:
+                self._internal_error()
+            await self._sleep(self.logger_tls_period)

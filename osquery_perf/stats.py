@@ -39,17 +39,28 @@ class Histogram:
 
     __slots__ = ("buckets", "count", "max")
     _STEP = math.log(1.02)
+    _INV = 1 / _STEP
 
     def __init__(self) -> None:
-        self.buckets: Counter[int] = Counter()
+        self.buckets: dict[int, int] = {}
         self.count = 0
         self.max = 0.0
 
     def add(self, seconds: float) -> None:
-        ms = max(seconds * 1000, 0.01)
-        self.buckets[math.floor(math.log(ms) / self._STEP)] += 1
+        ms = seconds * 1000
+        bucket = math.floor(math.log(ms if ms > 0.01 else 0.01) * self._INV)
+        buckets = self.buckets
+        buckets[bucket] = buckets.get(bucket, 0) + 1
         self.count += 1
-        self.max = max(self.max, seconds)
+        if seconds > self.max:
+            self.max = seconds
+
+    def merge(self, other: Histogram) -> None:
+        buckets = self.buckets
+        for bucket, n in other.buckets.items():
+            buckets[bucket] = buckets.get(bucket, 0) + n
+        self.count += other.count
+        self.max = max(self.max, other.max)
 
     def percentile(self, p: float) -> float:
         """Approximate percentile in seconds (upper edge of the bucket)."""
@@ -62,3 +73,21 @@ class Histogram:
             if seen >= target:
                 return min(math.exp((bucket + 1) * self._STEP) / 1000, self.max)
         return self.max
+
+
+class FleetStats:
+    """Run-wide counters every agent of a CLI run writes to: request and error counts by
+    endpoint and a latency histogram per endpoint (the reporter drains it each interval)."""
+
+    __slots__ = ("requests", "errors", "latency")
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.latency: dict[str, Histogram] = {e: Histogram() for e in ENDPOINTS}
+
+    def drain_latency(self) -> dict[str, Histogram]:
+        """This interval's histograms; recording starts afresh."""
+        out = self.latency
+        self.latency = {e: Histogram() for e in ENDPOINTS}
+        return out

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import gc
 import gzip
+import ipaddress
+import json
+import ssl
+import threading
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,9 +22,12 @@ import orjson
 import pytest
 
 from osquery_perf import SimulatedAgent, make_host
-from osquery_perf.cli import build_parser, parse_duration, parse_templates
-from osquery_perf.stats import Histogram
+from osquery_perf.cli import Behind, build_parser, make_ssl_context, parse_duration, parse_templates
+from osquery_perf.cli import main as cli_main
+from osquery_perf.scheduler import Ticker
+from osquery_perf.stats import ENDPOINTS, FleetStats, Histogram
 from osquery_perf.templates import TEMPLATES
+from osquery_perf.transport import ConnectionPool, Endpoint, HTTPConnection
 
 NOW = 1_717_171_717.0
 BASE = "https://fleet.test"
@@ -632,3 +642,376 @@ def test_histogram_percentiles() -> None:
     assert h.percentile(50) == pytest.approx(0.5, rel=0.03)
     assert h.percentile(99) == pytest.approx(0.99, rel=0.03)
     assert h.max == 1.0
+
+
+# --- fast transport (raw TLS server) -------------------------------------------------------------
+def _write_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA certificate for 127.0.0.1."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "raw.crt", directory / "raw.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return _write_certificate(tmp_path_factory.mktemp("tls"))
+
+
+def http_reply(body: bytes, *extra: str, status: str = "200 OK",
+               version: str = "HTTP/1.1") -> bytes:
+    head = f"{version} {status}\r\ncontent-type: application/json\r\n"
+    if not any(h.lower().startswith(("transfer-encoding", "content-length")) for h in extra):
+        head += f"content-length: {len(body)}\r\n"
+    return (head + "".join(h + "\r\n" for h in extra) + "\r\n").encode() + body
+
+
+CLOSE, HANG = "close", "hang"  # script actions: drop the connection / never answer
+
+
+@dataclass
+class RawRequest:
+    connection: int
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class RawServer:
+    """HTTP/1.1 over TLS, one request at a time per connection; replies come from a script
+    of raw bytes or actions, else a default by path."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.requests: list[RawRequest] = []
+        self.script: deque[Any] = deque()
+        self.connections = 0
+        self.resumed = 0
+        self.transports: list[asyncio.BaseTransport] = []
+
+    def default(self, path: str) -> bytes:
+        body = {"/api/osquery/enroll": {"node_key": NODE_KEY},
+                "/api/osquery/distributed/read": {"queries": {}}}.get(path, {})
+        return http_reply(orjson.dumps(body))
+
+
+class _RawProtocol(asyncio.Protocol):
+    def __init__(self, server: RawServer) -> None:
+        self.server = server
+        self.buf = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.server.connections += 1
+        self.number = self.server.connections
+        self.server.transports.append(transport)
+        self.server.resumed += bool(transport.get_extra_info("ssl_object").session_reused)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while (end := self.buf.find(b"\r\n\r\n")) >= 0:
+            lines = self.buf[:end].decode().split("\r\n")
+            headers = {k.strip().lower(): v.strip()
+                       for k, _, v in (line.partition(":") for line in lines[1:])}
+            length = int(headers.get("content-length", "0"))
+            if len(self.buf) < end + 4 + length:
+                return
+            body, self.buf = self.buf[end + 4: end + 4 + length], self.buf[end + 4 + length:]
+            path = lines[0].split(" ")[1]
+            self.server.requests.append(RawRequest(self.number, path, headers, body))
+            action = self.server.script.popleft() if self.server.script else None
+            if action == CLOSE:
+                self.transport.close()
+                return
+            if action == HANG:
+                continue
+            if isinstance(action, tuple):  # (reply, CLOSE): answer, then close
+                self.transport.write(action[0])  # type: ignore[attr-defined]
+                self.transport.close()
+                return
+            self.transport.write(action or self.server.default(path))  # type: ignore
+
+
+@pytest.fixture
+async def raw_server(tls_files: tuple[Path, Path]) -> AsyncIterator[RawServer]:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*tls_files)
+    raw = RawServer()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: _RawProtocol(raw), "127.0.0.1", 0, ssl=ctx)
+    raw.url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    yield raw
+    server.close()
+    for transport in raw.transports:
+        transport.close()
+    await server.wait_closed()
+
+
+def fast_endpoint(raw: RawServer, tls_files: tuple[Path, Path],
+                  timeout: float = 16.0) -> Endpoint:
+    return Endpoint(raw.url, make_ssl_context(str(tls_files[0]), False), timeout=timeout)
+
+
+def fast_agent(raw: RawServer, transport: Any, index: int = 0, **kwargs: Any) -> SimulatedAgent:
+    host = make_host("ubuntu", index, 42, now=NOW, osquery_version="5.23.1")
+    return SimulatedAgent(raw.url, "s3cret", host, transport, clock=Clock(), **kwargs)
+
+
+async def test_fast_transport_one_keepalive_tls_connection(
+        raw_server: RawServer, tls_files: tuple[Path, Path]) -> None:
+    endpoint = fast_endpoint(raw_server, tls_files)
+    agent = fast_agent(raw_server, HTTPConnection(endpoint))
+    assert await agent.fetch_config()  # enrolls first
+    assert (await agent.distributed_cycle()).read_ok
+    assert (await agent.distributed_cycle()).read_ok
+    assert [r.path for r in raw_server.requests] == [
+        "/api/osquery/enroll", "/api/osquery/config", "/api/osquery/distributed/read",
+        "/api/osquery/distributed/read"]
+    assert raw_server.connections == 1 and endpoint.connects == 1
+    read = raw_server.requests[-1]
+    assert read.headers["host"] == raw_server.url.removeprefix("https://")
+    assert read.headers["authorization"] == f"NodeKey {NODE_KEY}"
+    assert read.headers["user-agent"] == "osquery/5.23.1"
+    assert read.headers["content-type"] == "application/json"
+    assert orjson.loads(read.body) == {"node_key": NODE_KEY}
+    assert not agent.stats.errors and len(agent.stats.latencies) == 4
+    await endpoint.close()
+
+
+CONFIG_BODY = orjson.dumps({"options": {"distributed_interval": 12}})
+
+
+def _chunked(body: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 7]), body[i:i + 7])
+                    for i in range(0, len(body), 7)) + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize(("reply_bytes", "reconnects"), [
+    (http_reply(_chunked(CONFIG_BODY), "transfer-encoding: chunked"), False),
+    (b"HTTP/1.1 100 Continue\r\n\r\n" + http_reply(CONFIG_BODY), False),
+    (http_reply(CONFIG_BODY, "Connection: close"), True),
+    (http_reply(CONFIG_BODY, version="HTTP/1.0"), True),
+    ((b"HTTP/1.1 200 OK\r\n\r\n" + CONFIG_BODY, CLOSE), True),  # close-delimited body
+])
+async def test_fast_transport_response_framings(
+        raw_server: RawServer, tls_files: tuple[Path, Path], reply_bytes: Any,
+        reconnects: bool) -> None:
+    endpoint = fast_endpoint(raw_server, tls_files)
+    agent = fast_agent(raw_server, HTTPConnection(endpoint), node_key=NODE_KEY)
+    raw_server.script.append(reply_bytes)
+    assert await agent.fetch_config()
+    assert agent.config == {"options": {"distributed_interval": 12}}
+    assert await agent.distributed_read()
+    assert raw_server.connections == (2 if reconnects else 1)
+    assert not agent.stats.errors and endpoint.resends == 0
+    await endpoint.close()
+
+
+async def test_fast_transport_resends_once_after_a_dropped_connection(
+        raw_server: RawServer, tls_files: tuple[Path, Path]) -> None:
+    endpoint = fast_endpoint(raw_server, tls_files)
+    agent = fast_agent(raw_server, HTTPConnection(endpoint), node_key=NODE_KEY)
+    assert await agent.distributed_read()
+    raw_server.script.append(CLOSE)  # stale keep-alive: dropped with the request unanswered
+    assert await agent.distributed_read()
+    assert len(raw_server.requests) == 3 and raw_server.connections == 2
+    assert endpoint.resends == 1 and not agent.stats.errors
+    assert raw_server.resumed == 1 and endpoint.resumed == 1  # --tls_session_reuse
+    raw_server.script.extend([CLOSE, CLOSE])  # the re-send fails too: one failed request
+    assert not await agent.distributed_read()
+    assert agent.stats.errors["distributed_read"] == 1
+    assert "connection closed" in agent.stats.last_error
+    assert await agent.distributed_read()
+    await endpoint.close()
+
+
+async def test_fast_transport_deadline_is_not_retried(
+        raw_server: RawServer, tls_files: tuple[Path, Path]) -> None:
+    endpoint = fast_endpoint(raw_server, tls_files, timeout=0.3)
+    agent = fast_agent(raw_server, HTTPConnection(endpoint), node_key=NODE_KEY)
+    raw_server.script.append(HANG)
+    assert not await agent.distributed_read()
+    assert len(raw_server.requests) == 1 and endpoint.resends == 0
+    assert "no response within 0.3s" in agent.stats.last_error
+    assert await agent.distributed_read()  # on a new connection
+    assert raw_server.connections == 2
+    await endpoint.close()
+
+
+async def test_fast_transport_follows_same_origin_redirects(
+        raw_server: RawServer, tls_files: tuple[Path, Path]) -> None:
+    endpoint = fast_endpoint(raw_server, tls_files)
+    agent = fast_agent(raw_server, HTTPConnection(endpoint), node_key=NODE_KEY)
+    raw_server.script.extend([
+        http_reply(b"", "Location: /moved/config", status="307 Temporary Redirect"),
+        http_reply(CONFIG_BODY)])
+    assert await agent.fetch_config()
+    first, second = raw_server.requests
+    assert (first.path, second.path) == ("/api/osquery/config", "/moved/config")
+    assert first.body == second.body  # same method and body
+    raw_server.script.append(http_reply(b"", "Location: https://elsewhere.test/x",
+                                        status="302 Found"))
+    assert not await agent.fetch_config()
+    assert "another server" in agent.stats.last_error
+    await endpoint.close()
+
+
+async def test_pool_shares_a_few_connections(raw_server: RawServer,
+                                             tls_files: tuple[Path, Path]) -> None:
+    endpoint = fast_endpoint(raw_server, tls_files)
+    pool = ConnectionPool(endpoint, 2)
+    agents = [fast_agent(raw_server, pool, index=i) for i in range(6)]
+    assert all(await asyncio.gather(*(a.enroll() for a in agents)))
+    assert all(await asyncio.gather(*(a.distributed_read() for a in agents)))
+    assert raw_server.connections == 2 and len(raw_server.requests) == 12
+    await endpoint.close()
+
+
+async def test_one_connection_serializes_a_hosts_concurrent_requests(
+        raw_server: RawServer, tls_files: tuple[Path, Path]) -> None:
+    endpoint = fast_endpoint(raw_server, tls_files)
+    agent = fast_agent(raw_server, HTTPConnection(endpoint), node_key=NODE_KEY)
+    results = await asyncio.gather(agent.fetch_config(), agent.distributed_read(),
+                                   agent.distributed_read())
+    assert all(results) and raw_server.connections == 1
+    await endpoint.close()
+
+
+async def test_agent_on_fast_transport_counts_into_fleet_stats(
+        raw_server: RawServer, tls_files: tuple[Path, Path]) -> None:
+    endpoint = fast_endpoint(raw_server, tls_files)
+    stats = FleetStats()
+    agent = fast_agent(raw_server, HTTPConnection(endpoint), shared=stats)
+    assert await agent.enroll() and await agent.distributed_read()
+    raw_server.script.append(http_reply(orjson.dumps({"error": "nope"})))
+    assert not await agent.fetch_config()
+    assert stats.requests == {"enroll": 1, "distributed_read": 1, "config": 1}
+    assert stats.errors == {"config": 1}
+    assert stats.latency["enroll"].count == 1 and not agent.stats.latencies
+    await endpoint.close()
+
+
+# --- scheduler -----------------------------------------------------------------------------------
+async def test_ticker_wakes_sleepers_in_order_never_early() -> None:
+    loop = asyncio.get_running_loop()
+    ticker = Ticker(loop, resolution=0.01)
+    woke: list[tuple[float, float]] = []
+
+    async def sleeper(delay: float) -> None:
+        start = loop.time()
+        await ticker.sleep(delay)
+        woke.append((delay, loop.time() - start))
+
+    await asyncio.gather(*(sleeper(d) for d in (0.15, 0.05, 0.0, 0.1)))
+    assert [d for d, _ in woke] == [0.0, 0.05, 0.1, 0.15]
+    assert all(elapsed >= delay - 0.002 for delay, elapsed in woke)
+    cancelled = asyncio.ensure_future(ticker.sleep(10))
+    cancelled.cancel()
+    await asyncio.sleep(0.03)
+    assert len(ticker) == 1  # dropped when its slot comes up
+    ticker.close()
+    assert len(ticker) == 0
+
+
+# --- CLI run ------------------------------------------------------------------------------------
+def test_behind_counts_late_and_overdue_hosts() -> None:
+    agents = [make_agent(httpx.AsyncClient()) for _ in range(3)]
+    agents[0].distributed_due = 100.0  # on time
+    agents[1].distributed_due, agents[1].late_max = 100.0, 2.5  # started a round 2.5 s late
+    agents[1].late_sum, agents[1].late_rounds = 2.5, 1
+    agents[2].distributed_due = 97.0  # still waiting 3 s past due
+    behind = Behind()
+    behind.scan(agents, now=100.0)
+    assert behind.hosts == 2 and behind.late_max == 3.0 and behind.late_mean == 2.5
+    behind.scan(agents, now=100.5)
+    assert behind.hosts == 1 and behind.run_max_hosts == 2 and agents[1].late_max == 0
+
+
+def test_cli_duration_and_json_summary(tls_files: tuple[Path, Path], tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    loop = asyncio.new_event_loop()
+    raw = RawServer()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*tls_files)
+    server = loop.run_until_complete(loop.create_server(
+        lambda: _RawProtocol(raw), "127.0.0.1", 0, ssl=ctx))
+    port = server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    thresholds = gc.get_threshold()
+    summary_path = tmp_path / "summary.json"
+    try:
+        rc = cli_main([
+            "--server_url", f"https://127.0.0.1:{port}", "--tls_server_certs", str(tls_files[0]),
+            "--host_count", "4", "--start_period", "0.2", "--query_interval", "0.3",
+            "--duration", "1.6", "--status_interval", "0.5", "--seed", "1",
+            "--json_summary", str(summary_path)])
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        server.close()
+        loop.close()
+    assert rc == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["hosts"] == {"started": 4, "enrolled": 4}
+    assert summary["requests"]["enroll"] == 4 and summary["requests"]["config"] == 4
+    assert summary["requests"]["distributed_read"] >= 8
+    assert summary["errors"] == {} and summary["errors_total"] == 0
+    latency = summary["latency_ms"]
+    assert set(latency) == {*ENDPOINTS, "all"}
+    assert 0 < latency["all"]["count"] <= summary["requests_total"]  # some were in flight
+    assert 0 < latency["distributed_read"]["p50"] <= latency["distributed_read"]["p99"]
+    assert set(summary["behind"]) == {"threshold_s", "max_hosts", "last_hosts",
+                                      "max_lateness_s", "mean_lateness_s"}
+    assert summary["client_cpu_s"] > 0 and 1.5 <= summary["duration_s"] < 10
+    assert summary["connections"]["opened"] == 4
+    assert summary["settings"]["host_count"] == 4 and summary["settings"]["seed"] == 1
+    assert summary["intervals"] and {"t_s", "requests_per_s", "behind_hosts",
+                                     "cpu_pct"} <= set(summary["intervals"][-1])
+    err = capsys.readouterr().err
+    status = [line for line in err.splitlines() if line.startswith("[")]
+    assert status and "behind" in status[-1] and "req/s" in status[-1]
+    assert "4/4 hosts enrolled" in err
+
+
+async def test_cancelled_request_does_not_leave_its_response_for_the_next(
+        raw_server: RawServer, tls_files: tuple[Path, Path]) -> None:
+    endpoint = fast_endpoint(raw_server, tls_files)
+    agent = fast_agent(raw_server, HTTPConnection(endpoint), node_key=NODE_KEY)
+    raw_server.script.append(HANG)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(agent.fetch_config(), 0.2)
+    assert await agent.distributed_read()  # a fresh connection, its own answer
+    assert raw_server.connections == 2 and not agent.stats.errors
+    await endpoint.close()
+
+
+async def test_requests_after_a_failed_enroll_carry_an_empty_node_key(
+        server: FakeServer, client: httpx.AsyncClient) -> None:
+    server.script("/enroll", reply({"error": "bad secret"}))
+    agent = make_agent(client, gzip_logs=True)
+    _fill(agent, 1, 0)
+    assert (await agent.flush_logs()).results_sent == 1  # enroll failed, the log still went
+    log = server.to("/log")[0]
+    assert log.headers["content-encoding"] == "gzip" and "authorization" not in log.headers
+    assert log.body["node_key"] == ""
