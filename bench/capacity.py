@@ -89,6 +89,7 @@ def run_step(server: Server, hosts: int, keys: Path, workdir: Path, *, measure: 
                       "--enroll_secret", ENROLL_SECRET, "--host_count", str(hosts),
                       "--start_period", f"{start_period}s", "--tls_server_certs", server.cafile,
                       "--os_templates", "ubuntu,macos,windows", "--node_key_file", str(keys),
+                      "--seed", "1",
                       "--duration", f"{duration}s", "--json_summary", str(summary_path),
                       "--connections", str(CONNECTIONS)])
     err_path = workdir / f"perf-{hosts}.log"
@@ -119,7 +120,7 @@ def run_step(server: Server, hosts: int, keys: Path, workdir: Path, *, measure: 
         "p99_ms": max((s["p99"] for s in lines), default=0.0),
         "error_rate": errors / served,
         "behind_max": max((s["behind"] for s in lines), default=0.0),
-        "per_endpoint": summary.get("latency") or summary.get("endpoints") or {},
+        "per_endpoint": summary.get("latency_ms", {}),
         "perf_exit": proc.returncode,
     }
 

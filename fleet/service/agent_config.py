@@ -7,6 +7,7 @@ shared by every host of a platform; per request only the interval bookkeeping re
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,19 +36,28 @@ class AgentConfigCache:
 
     def __init__(self) -> None:
         self._snap: _Snapshot | None = None
+        self._reload: asyncio.Task[_Snapshot] | None = None
 
     async def _snapshot(self, ctx: ServiceContext) -> _Snapshot:
         snap = self._snap
-        if snap is None or time.monotonic() - snap.loaded_at > CACHE_SECONDS:
-            async with ctx.db.connect() as conn:
-                app_cfg = await app_config_store.get_app_config(conn)
-            options = app_cfg.get("agent_options") or ao.DEFAULT_AGENT_OPTIONS
-            rows = await schedule_store.global_scheduled_queries(ctx.db)
-            snap = _Snapshot(
-                loaded_at=time.monotonic(), agent_options=options,
-                global_pack={r.name: ao.query_content(r) for r in rows},
-                automations=await schedule_store.global_query_automations(ctx.db))
-            self._snap = snap
+        if snap is not None and time.monotonic() - snap.loaded_at <= CACHE_SECONDS:
+            return snap
+        # Single flight: the hundreds of requests that find the snapshot stale at once all
+        # wait for one reload instead of each running the queries (and draining the pool).
+        if self._reload is None or self._reload.done():
+            self._reload = asyncio.ensure_future(self._load(ctx))
+        return await asyncio.shield(self._reload)
+
+    async def _load(self, ctx: ServiceContext) -> _Snapshot:
+        async with ctx.db.connect() as conn:
+            app_cfg = await app_config_store.get_app_config(conn)
+        options = app_cfg.get("agent_options") or ao.DEFAULT_AGENT_OPTIONS
+        rows = await schedule_store.global_scheduled_queries(ctx.db)
+        snap = _Snapshot(
+            loaded_at=time.monotonic(), agent_options=options,
+            global_pack={r.name: ao.query_content(r) for r in rows},
+            automations=await schedule_store.global_query_automations(ctx.db))
+        self._snap = snap
         return snap
 
     def invalidate(self) -> None:

@@ -33,7 +33,8 @@ async def create(db: Database, *, query_id: int, user_id: int,
         result = await conn.execute(campaigns.insert().values(
             query_id=query_id, status=STATUS_WAITING, user_id=user_id, created_at=now,
             updated_at=now))
-        campaign_id = int(result.inserted_primary_key[0])
+        (campaign_id,) = result.inserted_primary_key or (None,)
+        assert campaign_id is not None
         rows = [{"distributed_query_campaign_id": campaign_id, "type": TARGET_HOST,
                  "target_id": h} for h in host_ids]
         rows += [{"distributed_query_campaign_id": campaign_id, "type": TARGET_LABEL,

@@ -6,9 +6,11 @@ here, so the domain modules read the same on both backends.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,13 +42,23 @@ class Database:
         # agent hot path runs no SQL, and it is cheap enough to keep on in production.
         self.statement_count = 0
         event.listen(engine.sync_engine, "before_cursor_execute", self._count)
+        # SQLite has one writer at a time, and a writer that finds the database locked
+        # sleeps in growing steps (busy_timeout). Queueing write transactions here instead
+        # turns that contention into a fair FIFO wait without sleeps.
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
 
     def _count(self, *_args: Any) -> None:
         self.statement_count += 1
 
-    def begin(self) -> Any:
-        """A transaction: `async with db.begin() as conn:`."""
-        return self.engine.begin()
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: `async with db.begin() as conn:`."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     def connect(self) -> Any:
         return self.engine.connect()
