@@ -27,12 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
-import ipaddress
 import json
 import multiprocessing
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -45,6 +42,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import harness  # noqa: E402
+from bench.harness import cpu_seconds  # noqa: E402
+from fleet.tls import ensure_dev_certificate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CORE = 0
@@ -67,55 +70,16 @@ def config_body(logs: bool) -> bytes:
 
 # --- machine ---------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
-    model = ""
-    with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
-            "kernel": platform.release(), "openssl": ssl.OPENSSL_VERSION}
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc."""
-    with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return {**harness.machine(), "openssl": ssl.OPENSSL_VERSION}
 
 
 def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return harness.rss_bytes(pid) / 2**20
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """Self-signed ECDSA P-256 certificate for 127.0.0.1/localhost (Fleet recommends ECDSA)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "stub.crt", directory / "stub.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
+    cert, key, _ = ensure_dev_certificate(directory)
+    return cert, key
 
 
 # --- the stub server -------------------------------------------------------------------------
