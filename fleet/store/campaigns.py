@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from fleet.store.db import Database, utcnow
+from fleet.store.host_search import identified_by
 from fleet.store.schema import (
     distributed_query_campaign_targets as targets,
 )
@@ -136,11 +137,8 @@ async def label_ids_by_name(db: Database, names: Sequence[str]) -> dict[str, int
 
 async def host_ids_by_identifier(db: Database, identifiers: Sequence[str]) -> list[int]:
     """Hosts whose hostname, uuid, hardware serial or osquery host id is listed."""
-    ids = list(identifiers)
     async with db.connect() as conn:
-        rows = await conn.execute(sa.select(hosts.c.id).where(sa.or_(
-            hosts.c.hostname.in_(ids), hosts.c.uuid.in_(ids),
-            hosts.c.hardware_serial.in_(ids), hosts.c.osquery_host_id.in_(ids))))
+        rows = await conn.execute(sa.select(hosts.c.id).where(identified_by(identifiers)))
         return sorted(int(r.id) for r in rows)
 
 

@@ -151,11 +151,17 @@ async def get_host(conn: AsyncConnection, host_id: int) -> sa.Row[Any] | None:
     return (await conn.execute(_select_hosts().where(hosts.c.id == host_id))).first()
 
 
+def identified_by(identifiers: Sequence[str]) -> sa.ColumnElement[bool]:
+    """Hosts named by any of `identifiers`: hostname, uuid, hardware serial or osquery host id
+    (what the API and fleetctl accept wherever a host is given by identifier)."""
+    ids = list(identifiers)
+    return sa.or_(hosts.c.hostname.in_(ids), hosts.c.uuid.in_(ids),
+                  hosts.c.hardware_serial.in_(ids), hosts.c.osquery_host_id.in_(ids))
+
+
 async def find_host(conn: AsyncConnection, identifier: str) -> sa.Row[Any] | None:
     """The first host (lowest id) whose hostname, uuid, serial or osquery host id matches."""
-    match = sa.or_(hosts.c.hostname == identifier, hosts.c.uuid == identifier,
-                   hosts.c.hardware_serial == identifier, hosts.c.osquery_host_id == identifier)
-    stmt = _select_hosts().where(match).order_by(hosts.c.id).limit(1)
+    stmt = _select_hosts().where(identified_by([identifier])).order_by(hosts.c.id).limit(1)
     return (await conn.execute(stmt)).first()
 
 
