@@ -1,25 +1,21 @@
-"""Append log lines to a file, off the event loop.
+"""Append log lines to a file.
 
-Writes run in a worker thread (a slow disk must not stall check-ins) and are serialized by a
-lock so concurrent batches never interleave inside a line. The file is reopened when it was
-moved or deleted (logrotate's default `create` mode), like Fleet's writer.
+The file is reopened when it was moved or deleted (logrotate's default `create` mode), like
+Fleet's writer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
-from collections.abc import Sequence
 from typing import BinaryIO
 
-from fleet.logdest.base import LogWriteError
+from fleet.logdest.base import LogWriteError, ThreadedLineWriter
 
 
-class FilesystemDestination:
+class FilesystemDestination(ThreadedLineWriter):
     def __init__(self, path: str) -> None:
+        super().__init__()
         self.path = path
-        self._lock = threading.Lock()
         self._fh: BinaryIO | None = None
         self._inode: int | None = None
 
@@ -40,20 +36,14 @@ class FilesystemDestination:
             fh.close()
         return self._open()
 
-    def _write_sync(self, lines: Sequence[bytes]) -> None:
-        data = b"".join(line + b"\n" for line in lines)
-        with self._lock:
-            try:
-                fh = self._current()
-                fh.write(data)
-                fh.flush()
-            except OSError as exc:
-                self._fh = None
-                raise LogWriteError(f"writing {self.path}: {exc.strerror or exc}") from exc
-
-    async def write(self, lines: Sequence[bytes]) -> None:
-        if lines:
-            await asyncio.to_thread(self._write_sync, lines)
+    def _append(self, data: bytes) -> None:
+        try:
+            fh = self._current()
+            fh.write(data)
+            fh.flush()
+        except OSError as exc:
+            self._fh = None
+            raise LogWriteError(f"writing {self.path}: {exc.strerror or exc}") from exc
 
     async def close(self) -> None:
         with self._lock:
