@@ -20,21 +20,80 @@ class LogDestination(Protocol):
 
 
 class ThreadedLineWriter:
-    """Writes batches off the event loop (a slow sink must not stall check-ins), one batch
-    at a time so concurrent batches never interleave inside a line. Subclasses supply
-    `_append`, which raises LogWriteError on failure."""
+    """Appends log batches from one writer thread, in group commits.
+
+    A slow sink must not stall check-ins, and a thread hand-off per request (to_thread)
+    costs the event loop more than the write itself at thousands of log posts a second. So
+    requests queue their batch and wait; the writer thread takes everything queued since
+    its last write, appends it with one write and one flush, then settles every waiting
+    request at once. Batches are whole, so lines never interleave, and a request returns
+    only after its lines reached the sink: a failure still reaches the agent as a 413.
+    Subclasses supply `_append` (raising LogWriteError on failure) and `_release`.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._queue: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._thread: threading.Thread | None = None
+        self._closing = False
 
     def _append(self, data: bytes) -> None:
         raise NotImplementedError
 
-    def _write_sync(self, lines: Sequence[bytes]) -> None:
-        data = b"".join(line + b"\n" for line in lines)
-        with self._lock:
-            self._append(data)
+    def _release(self) -> None:
+        """Give back what `_append` holds open (called on the writer thread at close)."""
 
     async def write(self, lines: Sequence[bytes]) -> None:
-        if lines:
-            await asyncio.to_thread(self._write_sync, lines)
+        if not lines:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        data = b"\n".join(lines) + b"\n"
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._closing = False
+                self._thread = threading.Thread(target=self._run, name="fleet-log-writer",
+                                                daemon=True)
+                self._thread.start()
+            self._queue.append((data, future))
+            self._cond.notify()
+        await future
+
+    async def close(self) -> None:
+        with self._cond:
+            thread, self._closing = self._thread, True
+            self._cond.notify()
+        if thread is not None:
+            await asyncio.to_thread(thread.join)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._release()
+                    return
+            error: LogWriteError | None = None
+            try:
+                self._append(b"".join(data for data, _ in batch))
+            except LogWriteError as exc:
+                error = exc
+            loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+            for _, future in batch:
+                loops.setdefault(future.get_loop(), []).append(future)
+            for loop, futures in loops.items():
+                try:
+                    loop.call_soon_threadsafe(_settle, futures, error)
+                except RuntimeError:  # that loop has closed: nobody is waiting any more
+                    pass
+
+
+def _settle(futures: list[asyncio.Future[None]], error: LogWriteError | None) -> None:
+    for future in futures:
+        if future.done():  # the request was cancelled (client went away)
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(LogWriteError(str(error)))

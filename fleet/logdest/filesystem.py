@@ -45,8 +45,7 @@ class FilesystemDestination(ThreadedLineWriter):
             self._fh = None
             raise LogWriteError(f"writing {self.path}: {exc.strerror or exc}") from exc
 
-    async def close(self) -> None:
-        with self._lock:
-            if self._fh is not None:
-                self._fh.close()
-                self._fh = None
+    def _release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

@@ -14,6 +14,3 @@ class StdoutDestination(ThreadedLineWriter):
             sys.stdout.buffer.flush()
         except (OSError, ValueError) as exc:
             raise LogWriteError(f"writing stdout: {exc}") from exc
-
-    async def close(self) -> None:
-        return None
