@@ -73,7 +73,7 @@ class AgentEndpoints:
     async def enroll(self, _request: AgentRequest, data: dict[str, Any]) -> bytes:
         details = object_field(data, "host_details")
         node_key = await enrollment.enroll(
-            self.ctx, enroll_secret=string_field(data, "enroll_secret"),
+            self.ctx, self.config_cache, enroll_secret=string_field(data, "enroll_secret"),
             provided_identifier=string_field(data, "host_identifier"),
             host_details=details)
         return orjson.dumps({"node_key": node_key})

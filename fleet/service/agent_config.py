@@ -73,6 +73,18 @@ class AgentConfigCache:
             snap.by_platform[platform] = cfg
         return cfg
 
+    async def intervals_for(self, ctx: ServiceContext, platform: str) -> dict[str, int]:
+        """The check-in intervals (host columns) the config of `platform` sets."""
+        options = (await self.config_for(ctx, platform)).get("options")
+        if not isinstance(options, dict):
+            return {}
+        out: dict[str, int] = {}
+        for name in ao.INTERVAL_OPTIONS:
+            value = ao.lenient_int(options.get(name))
+            if value is not None:
+                out[name] = value
+        return out
+
     async def forwards_results(self, ctx: ServiceContext, log_name: str) -> bool:
         """Whether a result log line goes to the destination (Fleet's filtering rule).
 
@@ -88,19 +100,19 @@ class AgentConfigCache:
 
 async def client_config(ctx: ServiceContext, cache: AgentConfigCache,
                         host: CachedHost) -> dict[str, Any]:
-    """The config for `host`, recording the check-in intervals it will use."""
+    """The config for `host`, recording the check-in intervals it will use.
+
+    Enrollment already stored the intervals of the config at that time, so this writes only
+    after the agent options changed.
+    """
     cfg = await cache.config_for(ctx, host.platform)
-    options = cfg.get("options")
-    if isinstance(options, dict):
-        changes: dict[str, int] = {}
-        for name in ao.INTERVAL_OPTIONS:
-            value = ao.lenient_int(options.get(name))
-            if value is not None and value != getattr(host, name):
-                changes[name] = value
-        if changes:
-            await host_store.update_host(ctx.db, host.id, changes)
-            for name, value in changes.items():
-                setattr(host, name, value)
-            await ctx.host_changed(host.id)
-            ctx.host_cache.put(host)
+    intervals = await cache.intervals_for(ctx, host.platform)
+    changes = {name: value for name, value in intervals.items()
+               if value != getattr(host, name)}
+    if changes:
+        await host_store.update_host(ctx.db, host.id, changes)
+        for name, value in changes.items():
+            setattr(host, name, value)
+        await ctx.host_changed(host.id)
+        ctx.host_cache.put(host)
     return cfg

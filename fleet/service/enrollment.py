@@ -9,7 +9,9 @@ from typing import Any
 
 from fleet.core.detail_queries import ingest_enroll_details
 from fleet.core.errors import NodeInvalid
+from fleet.service.agent_config import AgentConfigCache
 from fleet.service.context import ServiceContext
+from fleet.service.hostcache import CachedHost, unix_seconds
 from fleet.store import hosts as host_store
 from fleet.store import secrets as secret_store
 
@@ -41,9 +43,14 @@ def new_node_key(size: int) -> str:
     return base64.b64encode(secrets.token_bytes(size)).decode()
 
 
-async def enroll(ctx: ServiceContext, *, enroll_secret: str, provided_identifier: str,
-                 host_details: Mapping[str, Any]) -> str:
-    """Enroll or re-enroll a host; returns its new node key. Failures are NodeInvalid."""
+async def enroll(ctx: ServiceContext, config: AgentConfigCache, *, enroll_secret: str,
+                 provided_identifier: str, host_details: Mapping[str, Any]) -> str:
+    """Enroll or re-enroll a host; returns its new node key. Failures are NodeInvalid.
+
+    The host row gets the check-in intervals of its config right away, so the agent's first
+    config fetch has nothing to write, and this instance's host cache is primed with it, so
+    the first check-in needs no lookup. Both matter in an enrollment storm.
+    """
     secret = await secret_store.find_secret(ctx.db, enroll_secret) if enroll_secret else None
     if secret is None:
         raise NodeInvalid("enroll failed: invalid enroll secret")
@@ -52,13 +59,26 @@ async def enroll(ctx: ServiceContext, *, enroll_secret: str, provided_identifier
     if not identifier:
         raise NodeInvalid("enroll failed: no host identifier")
     node_key = new_node_key(ctx.cfg.osquery.node_key_size)
+    vitals = ingest_enroll_details(host_details)
+    intervals = await config.intervals_for(ctx, vitals.get("platform", ""))
+    values = host_store.clip({**vitals, **intervals})
     try:
-        host_id = await host_store.enroll(
+        enrolled = await host_store.enroll(
             ctx.db, osquery_host_id=identifier, node_key=node_key, team_id=secret.team_id,
-            cooldown_seconds=ctx.cfg.osquery.enroll_cooldown,
-            vitals=ingest_enroll_details(host_details))
+            cooldown_seconds=ctx.cfg.osquery.enroll_cooldown, values=values)
     except host_store.EnrollCooldown as exc:
         raise NodeInvalid(f"save enroll failed: {exc}") from None
-    # The old node key (if any) must stop working on every instance right away.
-    await ctx.host_changed(host_id)
+    ctx.seen.record(enrolled.host_id)
+    if not enrolled.created:
+        # The old node key must stop working on every instance right away.
+        await ctx.host_changed(enrolled.host_id)
+        return node_key
+    ctx.host_cache.put(CachedHost(
+        id=enrolled.host_id, node_key=node_key, osquery_host_id=identifier,
+        hostname=values.get("hostname", ""), platform=values.get("platform", ""),
+        team_id=secret.team_id, detail_updated_at=unix_seconds(host_store.NEVER),
+        label_updated_at=unix_seconds(host_store.NEVER), refetch_requested=False,
+        distributed_interval=values.get("distributed_interval", 0),
+        config_tls_refresh=values.get("config_tls_refresh", 0),
+        logger_tls_period=values.get("logger_tls_period", 0)))
     return node_key

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from fleet.config import Config
@@ -83,25 +85,33 @@ class Database:
 
     def insert_ignore(self, table: sa.Table) -> Any:
         """INSERT that silently skips rows whose key already exists."""
-        if self.dialect == "mysql":
-            return mysql.insert(table).prefix_with("IGNORE")
-        return sqlite.insert(table).on_conflict_do_nothing()
+        return insert_ignore(self.dialect, table)
 
     async def upsert(self, conn: AsyncConnection, table: sa.Table,
                      rows: Sequence[dict[str, Any]], keys: Sequence[str],
                      update: Sequence[str]) -> None:
         """Insert rows, or update the `update` columns of rows whose `keys` already exist."""
-        if not rows:
-            return
-        stmt: Any
-        if self.dialect == "mysql":
-            my = mysql.insert(table)
-            stmt = my.on_duplicate_key_update({c: my.inserted[c] for c in update})
-        else:
-            lite = sqlite.insert(table)
-            stmt = lite.on_conflict_do_update(index_elements=list(keys),
-                                              set_={c: lite.excluded[c] for c in update})
-        await conn.execute(stmt, list(rows))
+        if rows:
+            await conn.execute(_upsert(self.dialect, table, tuple(keys), tuple(update)),
+                               list(rows))
+
+
+def insert_ignore(dialect: str, table: sa.Table) -> Any:
+    if dialect == "mysql":
+        return mysql.insert(table).prefix_with("IGNORE")
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+@functools.cache
+def _upsert(dialect: str, table: sa.Table, keys: tuple[str, ...],
+            update: tuple[str, ...]) -> Any:
+    """The upsert statement of one shape, built once (the seen-time flush runs it often)."""
+    if dialect == "mysql":
+        my = mysql.insert(table)
+        return my.on_duplicate_key_update({c: my.inserted[c] for c in update})
+    lite = sqlite.insert(table)
+    return lite.on_conflict_do_update(index_elements=list(keys),
+                                      set_={c: lite.excluded[c] for c in update})
 
 
 def database_url(cfg: Config) -> URL:
@@ -135,5 +145,35 @@ def create_database(cfg: Config) -> Database:
         idle = min(cfg.mysql.max_idle_conns, cfg.mysql.max_open_conns)
         engine = create_async_engine(
             url, pool_size=max(idle, 1), max_overflow=max(cfg.mysql.max_open_conns - idle, 0),
-            pool_recycle=cfg.mysql.conn_max_lifetime or -1, pool_pre_ping=True)
+            pool_recycle=cfg.mysql.conn_max_lifetime or -1)
+        _ping_when_idle(engine)
     return Database(engine)
+
+
+# A pooled connection unused for this long is pinged before use.
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Pre-ping only connections that sat idle, where a restart or timeout may have cut them.
+
+    SQLAlchemy's pool_pre_ping costs a round trip on every checkout, which under agent load
+    is thousands a second for connections used milliseconds ago. A connection that breaks
+    while busy fails its statement instead, and SQLAlchemy then invalidates the pool.
+    """
+    pool, dialect = engine.sync_engine.pool, engine.dialect
+
+    def checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # any driver error: let the pool open a fresh connection
+            raise DisconnectionError(str(exc)) from exc
+
+    event.listen(pool, "checkin", checkin)
+    event.listen(pool, "checkout", checkout)

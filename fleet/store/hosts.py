@@ -6,13 +6,14 @@ The read side used by the REST API (listing, filtering, deleting) is in `host_se
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from fleet.store.db import Database, utcnow
+from fleet.store.db import Database, insert_ignore, utcnow
 from fleet.store.schema import host_seen_times, hosts, label_membership, labels
 
 # Fleet's "never": timestamps that make every refresh due at the first check-in.
@@ -42,25 +43,51 @@ class EnrollCooldown(Exception):
     """The host re-enrolled again within `osquery.enroll_cooldown`."""
 
 
+# The agent path runs these for every enrollment and detail refresh. Built once, with bound
+# parameters, SQLAlchemy compiles each shape once and later executions skip statement
+# construction (the largest CPU cost of a write at enrollment rates).
+_BY_NODE_KEY = sa.select(hosts).where(hosts.c.node_key == sa.bindparam("b_node_key"))
+_BY_IDENTIFIER = sa.select(hosts.c.id, hosts.c.last_enrolled_at).where(
+    hosts.c.osquery_host_id == sa.bindparam("b_identifier"))
+_INSERT = hosts.insert()
+# SET columns come from the keys of the parameters passed with it.
+_UPDATE = hosts.update().where(hosts.c.id == sa.bindparam("b_id"))
+
+
+@functools.cache
+def _all_hosts_membership(dialect: str) -> Any:
+    """INSERT IGNORE of a new host into the builtin "All Hosts" label."""
+    member = sa.select(labels.c.id, sa.bindparam("b_host_id"), sa.bindparam("b_now")) \
+        .where(labels.c.name == "All Hosts")
+    return insert_ignore(dialect, label_membership).from_select(
+        ["label_id", "host_id", "created_at"], member)
+
+
 async def find_by_node_key(db: Database, node_key: str) -> Any | None:
     async with db.connect() as conn:
-        result = await conn.execute(sa.select(hosts).where(hosts.c.node_key == node_key))
-        return result.first()
+        return (await conn.execute(_BY_NODE_KEY, {"b_node_key": node_key})).first()
+
+
+class Enrolled(NamedTuple):
+    host_id: int
+    created: bool
+    enrolled_at: dt.datetime
 
 
 async def enroll(db: Database, *, osquery_host_id: str, node_key: str, team_id: int | None,
-                 cooldown_seconds: float, vitals: Mapping[str, Any]) -> int:
-    """Create the host, or give an existing one a new node key; returns the host id.
+                 cooldown_seconds: float, values: Mapping[str, Any]) -> Enrolled:
+    """Create the host, or give an existing one a new node key.
 
-    A concurrent first enrollment of the same identifier loses the INSERT race and is
-    retried as a re-enrollment, so two racing agents never produce two rows; a transaction
-    the database chose as a deadlock victim is retried the same way.
+    `values` are host columns known at enrollment (vitals, check-in intervals). A concurrent
+    first enrollment of the same identifier loses the INSERT race and is retried as a
+    re-enrollment, so two racing agents never produce two rows; a transaction the database
+    chose as a deadlock victim is retried the same way.
     """
     for attempt in range(ENROLL_ATTEMPTS):
         try:
             async with db.begin() as conn:
                 return await _enroll_tx(conn, db, osquery_host_id, node_key, team_id,
-                                        cooldown_seconds, vitals)
+                                        cooldown_seconds, clip(values))
         except (IntegrityError, OperationalError) as exc:
             if attempt == ENROLL_ATTEMPTS - 1 or not db.is_retryable(exc):
                 raise
@@ -69,41 +96,34 @@ async def enroll(db: Database, *, osquery_host_id: str, node_key: str, team_id: 
 
 async def _enroll_tx(conn: Any, db: Database, osquery_host_id: str, node_key: str,
                      team_id: int | None, cooldown_seconds: float,
-                     vitals: Mapping[str, Any]) -> int:
+                     values: dict[str, Any]) -> Enrolled:
     now = utcnow()
-    existing = (await conn.execute(
-        sa.select(hosts.c.id, hosts.c.last_enrolled_at)
-        .where(hosts.c.osquery_host_id == osquery_host_id))).first()
+    existing = (await conn.execute(_BY_IDENTIFIER, {"b_identifier": osquery_host_id})).first()
     if existing is not None:
         if cooldown_seconds > 0 and \
                 now - existing.last_enrolled_at < dt.timedelta(seconds=cooldown_seconds):
             raise EnrollCooldown(f"host identified by {osquery_host_id} enrolling too often")
         host_id = int(existing.id)
-        await conn.execute(hosts.update().where(hosts.c.id == host_id).values(
-            node_key=node_key, team_id=team_id, last_enrolled_at=now, updated_at=now,
-            **clip(vitals)))
-    else:
-        result = await conn.execute(hosts.insert().values(
-            osquery_host_id=osquery_host_id, node_key=node_key, team_id=team_id,
-            created_at=now, updated_at=now, detail_updated_at=NEVER,
-            label_updated_at=NEVER, policy_updated_at=NEVER, last_enrolled_at=now,
-            refetch_requested=False, **clip(vitals)))
-        host_id = int(result.inserted_primary_key[0])
-        await conn.execute(
-            db.insert_ignore(label_membership).from_select(
-                ["label_id", "host_id", "created_at"],
-                sa.select(labels.c.id, sa.literal(host_id), sa.literal(now))
-                .where(labels.c.name == "All Hosts")))
-    await db.upsert(conn, host_seen_times, [{"host_id": host_id, "seen_time": now}],
-                    keys=["host_id"], update=["seen_time"])
-    return host_id
+        await conn.execute(_UPDATE, {**values, "b_id": host_id, "node_key": node_key,
+                                     "team_id": team_id, "last_enrolled_at": now,
+                                     "updated_at": now})
+        return Enrolled(host_id, False, now)
+    # No seen-time row yet: a host's seen time defaults to its creation until the seen
+    # buffer's next flush.
+    result = await conn.execute(_INSERT, {
+        **values, "osquery_host_id": osquery_host_id, "node_key": node_key,
+        "team_id": team_id, "created_at": now, "updated_at": now,
+        "detail_updated_at": NEVER, "label_updated_at": NEVER, "policy_updated_at": NEVER,
+        "last_enrolled_at": now, "refetch_requested": False})
+    host_id = int(result.inserted_primary_key[0])
+    await conn.execute(_all_hosts_membership(db.dialect), {"b_host_id": host_id, "b_now": now})
+    return Enrolled(host_id, True, now)
 
 
 async def update_host(db: Database, host_id: int, values: Mapping[str, Any]) -> None:
     """Write changed host columns (vitals, intervals, refresh timestamps) in one UPDATE."""
     async with db.begin() as conn:
-        await conn.execute(hosts.update().where(hosts.c.id == host_id)
-                           .values(updated_at=utcnow(), **clip(values)))
+        await conn.execute(_UPDATE, {**clip(values), "updated_at": utcnow(), "b_id": host_id})
 
 
 async def mark_seen(db: Database, host_ids: Iterable[int], seen: dt.datetime) -> None:

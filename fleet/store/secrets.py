@@ -12,13 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from fleet.store.db import Database
 from fleet.store.schema import enroll_secrets
 
+_FIND_SECRET = sa.select(enroll_secrets.c.secret, enroll_secrets.c.team_id).where(
+    enroll_secrets.c.secret == sa.bindparam("b_secret"))
+
 
 async def find_secret(db: Database, secret: str) -> sa.Row[Any] | None:
     """The (secret, team_id) row for an enrolling agent's secret, or None if unknown."""
-    stmt = sa.select(enroll_secrets.c.secret, enroll_secrets.c.team_id).where(
-        enroll_secrets.c.secret == secret)
     async with db.connect() as conn:
-        return (await conn.execute(stmt)).first()
+        return (await conn.execute(_FIND_SECRET, {"b_secret": secret})).first()
 
 
 async def list_global_secrets(conn: AsyncConnection) -> Sequence[sa.Row[Any]]:

@@ -74,7 +74,17 @@ async def test_enroll_creates_host_with_vitals(ctx: ServiceContext,
     assert host.os_version == "Ubuntu 22.04.4 LTS"
     assert (host.cpu_logical_cores, host.memory, host.hardware_serial) == (8, 8589934592, "SER-1")
     assert await count(ctx, label_membership) == 1  # "All Hosts"
+    # Enrolling counts as being seen; the time reaches the table with the next batch.
+    assert await ctx.seen.flush(ctx.db) == 1
     assert await count(ctx, host_seen_times) == 1
+    # The intervals of the config are stored at enrollment: the first config fetch has
+    # nothing left to write.
+    assert (host.distributed_interval, host.config_tls_refresh, host.logger_tls_period) == \
+        (10, 0, 10)
+    before = ctx.db.statement_count
+    r = await agent.post("/api/osquery/config", json={"node_key": node_key})
+    assert r.status_code == 200
+    assert ctx.db.statement_count == before
 
 
 async def test_enroll_failures_are_node_invalid_and_write_nothing(

@@ -33,9 +33,9 @@ async def fleet(ctx: ServiceContext) -> list[CachedHost]:
                 global_role=str(v.global_role), created_at=now, updated_at=now))
     out = []
     for i in range(3):
-        host_id = await host_store.enroll(
+        host_id, _, _ = await host_store.enroll(
             ctx.db, osquery_host_id=f"h{i}", node_key=f"nk{i}", team_id=None,
-            cooldown_seconds=0, vitals={"hostname": f"host-{i}", "platform": "ubuntu",
+            cooldown_seconds=0, values={"hostname": f"host-{i}", "platform": "ubuntu",
                                         "uuid": f"UUID-{i}"})
         row = await host_store.find_by_node_key(ctx.db, f"nk{i}")
         assert row is not None and row.id == host_id
