@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -32,8 +33,10 @@ log = logging.getLogger("fleet.campaigns")
 
 # How long an answer with no watcher keeps the host's bit set (Fleet: one minute).
 LISTENER_GRACE = dt.timedelta(minutes=1)
-# How often a watcher re-reads totals (online counts change as hosts check in).
-TOTALS_REFRESH_SECONDS = 2.0
+# How often a watcher re-reads totals (online counts change as hosts check in); Fleet: 5 s.
+TOTALS_REFRESH_SECONDS = 5.0
+# Least time between two "pending" status messages to a watcher.
+STATUS_INTERVAL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -189,44 +192,56 @@ async def watch(ctx: ServiceContext, campaign_id: int) -> AsyncGenerator[Event, 
     """Totals, status and results of a campaign as they change, until the caller stops.
 
     The subscription is active before the campaign is marked running, so no answer that
-    arrives afterwards can be missed. Duplicate answers of one host are dropped.
+    arrives afterwards can be missed. Duplicate answers of one host are dropped. Status
+    goes out at most every STATUS_INTERVAL_SECONDS (and at once when finished), not after
+    every answer, which would double the messages of a 10,000-host campaign; totals are
+    re-read on their own clock whether or not answers keep arriving.
     """
     async with ctx.broker.bus.subscribe(results_channel(campaign_id)) as sub:
         await store.set_status(ctx.db, campaign_id, store.STATUS_RUNNING)
         current = await totals(ctx, campaign_id)
         yield Event("totals", asdict(current))
         responded: set[int] = set()
-        last_status: dict[str, Any] | None = None
+        sent_status: dict[str, Any] | None = None
+        status_due = 0.0
+        totals_due = time.monotonic() + TOTALS_REFRESH_SECONDS
         messages = aiter(sub)
         pending: asyncio.Future[bytes] | None = None
         try:
             while True:
-                status = {"expected_results": current.online,
-                          "actual_results": len(responded),
-                          "status": "finished" if len(responded) >= current.online
-                          else "pending"}
-                if status != last_status:
-                    last_status = status
+                now = time.monotonic()
+                status = _status(current.online, len(responded))
+                if status != sent_status and \
+                        (now >= status_due or status["status"] == "finished"):
+                    sent_status, status_due = status, now + STATUS_INTERVAL_SECONDS
                     yield Event("status", status)
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(messages))
-                done, _ = await asyncio.wait({pending}, timeout=TOTALS_REFRESH_SECONDS)
-                if done:
-                    raw, pending = pending.result(), None
-                    result = orjson.loads(raw)
-                    host_id = result.get("host", {}).get("id")
-                    if host_id in responded:
-                        continue
-                    responded.add(host_id)
-                    yield Event("result", result)
-                else:
+                if now >= totals_due:
+                    totals_due = now + TOTALS_REFRESH_SECONDS
                     fresh = await totals(ctx, campaign_id)
                     if fresh != current:
                         current = fresh
                         yield Event("totals", asdict(current))
+                    continue
+                wake = totals_due if status == sent_status else min(totals_due, status_due)
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(messages))
+                done, _ = await asyncio.wait({pending}, timeout=max(0.0, wake - now))
+                if not done:
+                    continue
+                raw, pending = pending.result(), None
+                result = orjson.loads(raw)
+                host_id = result.get("host", {}).get("id")
+                if host_id not in responded:
+                    responded.add(host_id)
+                    yield Event("result", result)
         finally:
             if pending is not None:
                 pending.cancel()
+
+
+def _status(expected: int, actual: int) -> dict[str, Any]:
+    return {"expected_results": expected, "actual_results": actual,
+            "status": "finished" if actual >= expected else "pending"}
 
 
 @dataclass(frozen=True)
