@@ -138,6 +138,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("redis.use_tls", "bool", False, "connect to Redis over TLS"),
     Option("redis.connect_timeout", "duration", 5.0, "Redis connect timeout", minimum=0),
     Option("redis.read_timeout", "duration", 10.0, "Redis read timeout", minimum=0),
+    Option("redis.max_open_conns", "int", 0,
+           "maximum Redis connections of the command pool (0 = no limit)", minimum=0),
+    Option("redis.conn_wait_timeout", "duration", 0.0,
+           "how long a command waits for a free connection at max_open_conns "
+           "(0 = up to read_timeout)", minimum=0),
     # Server
     Option("server.address", "str", "0.0.0.0:8080", "address the server listens on"),
     Option("server.cert", "str", "", "TLS certificate (PEM) path"),

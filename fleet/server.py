@@ -30,7 +30,8 @@ async def build_context(cfg: Config) -> ServiceContext:
         redis_address=cfg.redis.address, username=cfg.redis.username,
         password=cfg.redis.password, database=cfg.redis.database,
         use_tls=cfg.redis.use_tls, connect_timeout=cfg.redis.connect_timeout,
-        read_timeout=cfg.redis.read_timeout)
+        read_timeout=cfg.redis.read_timeout, max_open_conns=cfg.redis.max_open_conns,
+        conn_wait_timeout=cfg.redis.conn_wait_timeout)
     return ServiceContext(cfg=cfg, db=db, broker=broker)
 
 

@@ -27,10 +27,16 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from time import monotonic
-from typing import Self, TypedDict, Unpack, cast
+from typing import Any, Self, TypedDict, Unpack, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.connection import (
+    BlockingConnectionPool,
+    Connection,
+    ConnectionPool,
+    SSLConnection,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -48,6 +54,8 @@ PING_TIMEOUT_SECONDS = 2.0
 # Idle pooled connections are PINGed before reuse, so a half-dead one is replaced up front.
 HEALTH_CHECK_INTERVAL_SECONDS = 30
 DEFAULT_PORT = 6379
+# What `max_open_conns` 0 ("no limit") means for the pool: Redis' own default maxclients.
+UNLIMITED_CONNECTIONS = 10_000
 
 _UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
@@ -82,6 +90,8 @@ class RedisOptions(TypedDict, total=False):
     use_tls: bool
     connect_timeout: float
     read_timeout: float
+    max_open_conns: int
+    conn_wait_timeout: float
 
 
 @contextmanager
@@ -307,23 +317,30 @@ class RedisBroker:
         use_tls: bool = False,
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
+        max_open_conns: int = 0,
+        conn_wait_timeout: float = 0.0,
     ) -> None:
         host, port, tls = _parse_address(address)
 
-        def client(retry: Retry, health_check_interval: int) -> Redis:
-            return Redis(
-                host=host,
-                port=port,
-                username=username or None,
-                password=password or None,
-                db=database,
-                ssl=use_tls or tls,
-                socket_connect_timeout=connect_timeout,
-                socket_timeout=read_timeout,
-                client_name="fleet",
-                retry=retry,
-                health_check_interval=health_check_interval,
-            )
+        def client(retry: Retry, health_check_interval: int, max_connections: int) -> Redis:
+            conn_kwargs: dict[str, Any] = {
+                "connection_class": SSLConnection if use_tls or tls else Connection,
+                "host": host, "port": port, "username": username or None,
+                "password": password or None, "db": database,
+                "socket_connect_timeout": connect_timeout, "socket_timeout": read_timeout,
+                "client_name": "fleet", "retry": retry,
+                "health_check_interval": health_check_interval,
+            }
+            # redis-py's default pool fails a command ("Too many connections") once 100
+            # are in use, which a burst of agent writes reaches. Without a limit the pool
+            # simply grows to the peak concurrency; with one, commands wait their turn.
+            pool: ConnectionPool = (
+                BlockingConnectionPool(max_connections=max_connections,
+                                       timeout=conn_wait_timeout or read_timeout,
+                                       **conn_kwargs)
+                if max_connections else
+                ConnectionPool(max_connections=UNLIMITED_CONNECTIONS, **conn_kwargs))
+            return Redis.from_pool(pool)
 
         # Commands retry once on a connection error: after a Redis restart every pooled
         # connection is dead, and the retry reconnects it. Timeouts are not retried, since a
@@ -336,10 +353,12 @@ class RedisBroker:
                 supported_errors=(RedisConnectionError,),
             ),
             HEALTH_CHECK_INTERVAL_SECONDS,
+            max_open_conns,
         )
         # Subscriptions never retry: a transparent resubscribe would hide lost messages. Their
         # liveness is checked by _RedisSubscription's own PINGs instead.
-        self._pubsub_redis = client(Retry(NoBackoff(), retries=0), 0)
+        # Each watcher holds one for as long as it watches, so they are never capped.
+        self._pubsub_redis = client(Retry(NoBackoff(), retries=0), 0, 0)
         self.live: LiveQueryStore = RedisLiveQueryStore(self._redis)
         self.bus: MessageBus = RedisMessageBus(self._redis, self._pubsub_redis, read_timeout)
         self.locks: Locks = RedisLocks(self._redis)

@@ -244,6 +244,29 @@ async def test_publish_without_subscribers(broker: Broker) -> None:
     assert await broker.bus.publish(results_channel(1), b"nobody") == 0
 
 
+async def test_command_burst_beyond_a_hundred_connections(broker: Broker) -> None:
+    """Hundreds of check-ins in flight at once each need the broker; none may fail for
+    want of a pooled connection (redis-py's default pool stops at 100)."""
+    await broker.live.run_query(1, "SELECT 1", list(range(0, 600, 2)))
+    publishes = [broker.bus.publish(results_channel(1), b"x") for _ in range(300)]
+    reads = [broker.live.queries_for_host(h) for h in range(300)]
+    results = await asyncio.gather(*publishes, *reads)
+    assert results[:300] == [0] * 300
+    assert results[300:] == [{1: "SELECT 1"} if h % 2 == 0 else {} for h in range(300)]
+
+
+async def test_capped_pool_waits_for_a_free_connection(redis_admin: Redis) -> None:
+    broker = await RedisBroker.connect(address=REDIS_ADDRESS, database=TEST_DB,
+                                       max_open_conns=2, read_timeout=5.0)
+    try:
+        counts = await asyncio.gather(*(broker.bus.publish("c", b"x") for _ in range(50)))
+        assert counts == [0] * 50
+        fleet_clients = [c for c in await redis_admin.client_list() if c["name"] == "fleet"]
+        assert 1 <= len(fleet_clients) <= 2
+    finally:
+        await broker.close()
+
+
 async def test_publish_subscribe_in_order(broker: Broker) -> None:
     channel = results_channel(12)
     payloads = [f"row {i}".encode() for i in range(200)] + [b"", b"\x00\xff"]
