@@ -18,7 +18,14 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fleet.agent.body import AgentRequest, object_field, read_json_object, send_json, string_field
-from fleet.core.errors import BadRequest, FleetError, MethodNotAllowed, NodeInvalid
+from fleet.broker import BrokerUnavailable
+from fleet.core.errors import (
+    BadRequest,
+    FleetError,
+    MethodNotAllowed,
+    NodeInvalid,
+    ServiceUnavailable,
+)
 from fleet.service import checkin, enrollment, ingest, osquery_logs
 from fleet.service.agent_auth import authenticate_host
 from fleet.service.agent_config import AgentConfigCache, client_config
@@ -56,6 +63,11 @@ class AgentEndpoints:
                 status, body = 200, await handler(request, data)
             except FleetError as exc:
                 status, body = exc.status, _error_body(exc)
+            except BrokerUnavailable as exc:
+                # The agent keeps its results and retries; one line, not a traceback per
+                # request, while Redis is away.
+                log.warning("agent request %s failed: %s", request.path, exc)
+                status, body = 503, _error_body(ServiceUnavailable(str(exc)))
             except Exception:
                 log.exception("agent request %s failed", request.path)
                 status, body = 500, _error_body(FleetError("internal error"))

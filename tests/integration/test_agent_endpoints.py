@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from starlette.applications import Starlette
 
 from fleet.agent.routes import AgentFrontDoor
+from fleet.broker import BrokerUnavailable
 from fleet.logdest import create_destination
 from fleet.service.context import ServiceContext
 from fleet.store.db import utcnow
@@ -245,6 +246,23 @@ async def test_log_destination_failure_is_413(ctx: ServiceContext, agent: httpx.
         "node_key": node_key, "log_type": "result",
         "data": [{"name": "q", "hostIdentifier": "h"}]})
     assert r.status_code == 413 and "error" in r.json()
+
+
+async def test_broker_outage_is_503_so_the_agent_resends(
+        ctx: ServiceContext, agent: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    node_key = await enroll(agent)
+
+    async def unavailable(*_args: Any) -> int:
+        raise BrokerUnavailable("redis: connection refused")
+
+    monkeypatch.setattr(ctx.broker.bus, "publish", unavailable)
+    r = await agent.post("/api/osquery/distributed/write", json={
+        "node_key": node_key, "queries": {"fleet_distributed_query_7": [{"a": "1"}]},
+        "statuses": {"fleet_distributed_query_7": 0}})
+    assert r.status_code == 503
+    assert "connection refused" in r.json()["error"]
+    assert "Traceback" not in caplog.text
 
 
 ENDPOINTS = ["/api/osquery/enroll", "/api/osquery/config", "/api/osquery/distributed/read",
