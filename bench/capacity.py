@@ -9,7 +9,7 @@ answers `{"queries":{}}` and of our idle `distributed/read`.
 
     .venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/capacity.py
 
-Results: bench/results/capacity.json, capacity.md and capacity.png.
+Results: bench/results/capacity.json, capacity.md and capacity.png (`--output` renames them).
 """
 
 from __future__ import annotations
@@ -228,9 +228,9 @@ def bare_ceiling(workdir: Path, cert: Path, key: Path, seconds: float) -> dict[s
         server.stop()
 
 
-def write_reports(report: dict[str, Any]) -> None:
+def write_reports(report: dict[str, Any], name: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "capacity.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     bare = report["bare_asgi_ceiling"]["rate"]
     lines = [
         "# Capacity (one server core)", "",
@@ -258,11 +258,11 @@ def write_reports(report: dict[str, Any]) -> None:
         lines.append(f"| {row['backend']} | {row['capacity_hosts_per_core']} | "
                      f"{ours['rate']:.0f} ({ours['per_core']}) | {bare:.0f} ({bare_core}) | "
                      f"{ours['per_core'] / bare_core:.0%} |")
-    (RESULTS / "capacity.md").write_text("\n".join(lines) + "\n")
-    _plot(report)
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    _plot(report, RESULTS / f"{name}.png")
 
 
-def _plot(report: dict[str, Any]) -> None:
+def _plot(report: dict[str, Any], path: Path) -> None:
     try:
         import matplotlib
 
@@ -288,7 +288,7 @@ def _plot(report: dict[str, Any]) -> None:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(RESULTS / "capacity.png", dpi=110)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> int:
@@ -300,6 +300,8 @@ def main() -> int:
     parser.add_argument("--measure", type=float, default=60.0,
                         help="seconds measured per step after warm-up")
     parser.add_argument("--ceiling_seconds", type=float, default=15.0)
+    parser.add_argument("--output", default="capacity",
+                        help="base name of the result files in bench/results/")
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
     report: dict[str, Any] = {"machine": machine(),
@@ -316,8 +318,8 @@ def main() -> int:
         report["rows"] = [bench_backend(name, steps, workdir, cert, key, args.measure,
                                         args.ceiling_seconds)
                           for name in args.backends.split(",")]
-    write_reports(report)
-    print((RESULTS / "capacity.md").read_text())
+    write_reports(report, args.output)
+    print((RESULTS / f"{args.output}.md").read_text())
     return 0
 
 
