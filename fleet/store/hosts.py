@@ -71,7 +71,6 @@ async def find_by_node_key(db: Database, node_key: str) -> Any | None:
 class Enrolled(NamedTuple):
     host_id: int
     created: bool
-    enrolled_at: dt.datetime
 
 
 async def enroll(db: Database, *, osquery_host_id: str, node_key: str, team_id: int | None,
@@ -107,7 +106,7 @@ async def _enroll_tx(conn: Any, db: Database, osquery_host_id: str, node_key: st
         await conn.execute(_UPDATE, {**values, "b_id": host_id, "node_key": node_key,
                                      "team_id": team_id, "last_enrolled_at": now,
                                      "updated_at": now})
-        return Enrolled(host_id, False, now)
+        return Enrolled(host_id, False)
     # No seen-time row yet: a host's seen time defaults to its creation until the seen
     # buffer's next flush.
     result = await conn.execute(_INSERT, {
@@ -117,7 +116,7 @@ async def _enroll_tx(conn: Any, db: Database, osquery_host_id: str, node_key: st
         "last_enrolled_at": now, "refetch_requested": False})
     host_id = int(result.inserted_primary_key[0])
     await conn.execute(_all_hosts_membership(db.dialect), {"b_host_id": host_id, "b_now": now})
-    return Enrolled(host_id, True, now)
+    return Enrolled(host_id, True)
 
 
 async def update_host(db: Database, host_id: int, values: Mapping[str, Any]) -> None:

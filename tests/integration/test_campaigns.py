@@ -33,7 +33,7 @@ async def fleet(ctx: ServiceContext) -> list[CachedHost]:
                 global_role=str(v.global_role), created_at=now, updated_at=now))
     out = []
     for i in range(3):
-        host_id, _, _ = await host_store.enroll(
+        host_id, _ = await host_store.enroll(
             ctx.db, osquery_host_id=f"h{i}", node_key=f"nk{i}", team_id=None,
             cooldown_seconds=0, values={"hostname": f"host-{i}", "platform": "ubuntu",
                                         "uuid": f"UUID-{i}"})
