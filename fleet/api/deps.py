@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request
+from pydantic import BaseModel, ConfigDict
 
 from fleet.core.authz import Viewer
 from fleet.core.errors import AuthenticationFailed, BadRequest
@@ -14,6 +15,12 @@ from fleet.service.sessions import authenticate
 from fleet.store.host_search import ListOptions
 
 DEFAULT_PER_PAGE = 20
+
+
+class StrictBody(BaseModel):
+    """Base of request bodies: JSON values must have the declared type ("1" is not 1)."""
+
+    model_config = ConfigDict(strict=True)
 
 
 def get_ctx(request: Request) -> ServiceContext:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from fleet.api.deps import Ctx, CurrentViewer, ListParams
+from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody
 from fleet.api.errors import json_response
 from fleet.core import hoststatus
 from fleet.service import host_admin
@@ -72,6 +72,27 @@ async def get_host_by_identifier(identifier: str, ctx: Ctx, viewer: CurrentViewe
 @router.get("/hosts/{host_id:int}")
 async def get_host(host_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
     return _detail(await host_admin.get_host(ctx, viewer, host_id))
+
+
+
+class BulkFilters(StrictBody):
+    query: str = ""
+    status: Literal["online", "offline", "new", "missing", "mia"] | None = None
+    label_id: int | None = None
+    team_id: int | None = None
+
+
+class BulkDelete(StrictBody):
+    ids: list[int] | None = None
+    filters: BulkFilters | None = None
+
+
+@router.post("/hosts/delete")
+async def delete_hosts(body: BulkDelete, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    filters = None if body.filters is None else host_admin.HostFilters(
+        **body.filters.model_dump())
+    await host_admin.delete_hosts(ctx, viewer, ids=body.ids, filters=filters)
+    return json_response({})
 
 
 @router.delete("/hosts/{host_id:int}")

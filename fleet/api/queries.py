@@ -6,10 +6,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
-from fleet.api.deps import Ctx, CurrentViewer, ListParams
+from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody
 from fleet.api.errors import json_response
 from fleet.service import queries as service
 
@@ -36,11 +35,8 @@ def spec_json(row: sa.RowMapping) -> dict[str, Any]:
     return {**_common(row), "team": ""}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True)
 
-
-class QueryFields(_Strict):
+class QueryFields(StrictBody):
     """Optional fields of a query; only those sent are passed on (PATCH semantics)."""
 
     name: str | None = None
@@ -66,7 +62,7 @@ class CreateQueryBody(QueryFields):
     query: str
 
 
-class QuerySpec(_Strict):
+class QuerySpec(StrictBody):
     name: str
     query: str
     description: str = ""
@@ -80,11 +76,11 @@ class QuerySpec(_Strict):
     discard_data: bool = False
 
 
-class QuerySpecsBody(_Strict):
+class QuerySpecsBody(StrictBody):
     specs: list[QuerySpec]
 
 
-class DeleteQueriesBody(_Strict):
+class DeleteQueriesBody(StrictBody):
     ids: list[int]
 
 

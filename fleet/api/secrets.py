@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
-from fleet.api.deps import Ctx, CurrentViewer
+from fleet.api.deps import Ctx, CurrentViewer, StrictBody
 from fleet.api.errors import json_response
 from fleet.service import secrets as service
 
 router = APIRouter(strict_content_type=False)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True)
 
-
-class SecretItem(_Strict):
+class SecretItem(StrictBody):
     secret: str
 
 
-class SecretsSpec(_Strict):
+class SecretsSpec(StrictBody):
     secrets: list[SecretItem]
 
 
-class ApplySecretsBody(_Strict):
+class ApplySecretsBody(StrictBody):
     spec: SecretsSpec
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
-from fleet.api.deps import Ctx, CurrentViewer
+from fleet.api.deps import Ctx, CurrentViewer, StrictBody
 from fleet.api.errors import json_response
 from fleet.api.users import user_json
 from fleet.service import sessions, users
@@ -14,9 +13,7 @@ from fleet.service import sessions, users
 router = APIRouter(strict_content_type=False)
 
 
-class LoginBody(BaseModel):
-    model_config = ConfigDict(strict=True)
-
+class LoginBody(StrictBody):
     email: str
     password: str
 

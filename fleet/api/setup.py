@@ -4,10 +4,9 @@ server URL and the global enroll secret. Answers 409 "setup already completed" a
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
-from fleet.api.deps import Ctx
+from fleet.api.deps import Ctx, StrictBody
 from fleet.api.errors import json_response
 from fleet.api.users import user_json
 from fleet.core.errors import ValidationFailed
@@ -17,11 +16,8 @@ from fleet.service.users import NewUser
 router = APIRouter(strict_content_type=False)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True)
 
-
-class SetupAdmin(_Strict):
+class SetupAdmin(StrictBody):
     admin: bool = True
     email: str
     name: str
@@ -29,11 +25,11 @@ class SetupAdmin(_Strict):
     password_confirmation: str | None = None
 
 
-class OrgInfo(_Strict):
+class OrgInfo(StrictBody):
     org_name: str
 
 
-class SetupBody(_Strict):
+class SetupBody(StrictBody):
     admin: SetupAdmin
     org_info: OrgInfo
     server_url: str = ""

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.responses import Response
 
-from fleet.api.deps import Ctx, CurrentViewer, ListParams
+from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody
 from fleet.api.errors import json_response
 from fleet.core.authz import Role
 from fleet.service import users as service
@@ -30,9 +30,7 @@ def user_json(row: sa.Row[Any]) -> dict[str, Any]:
     }
 
 
-class CreateUserBody(BaseModel):
-    model_config = ConfigDict(strict=True)
-
+class CreateUserBody(StrictBody):
     email: str
     name: str
     password: str | None = None
@@ -43,9 +41,7 @@ class CreateUserBody(BaseModel):
     position: str = ""
 
 
-class ModifyUserBody(BaseModel):
-    model_config = ConfigDict(strict=True)
-
+class ModifyUserBody(StrictBody):
     name: str | None = None
     email: str | None = None
     position: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fleet.broker.base import HOST_INVALIDATION_CHANNEL, Broker
@@ -11,6 +12,9 @@ from fleet.logdest import LogDestination, create_destination
 from fleet.service.hostcache import HostCache
 from fleet.service.seen import SeenBuffer
 from fleet.store.db import Database
+
+# Host ids per invalidation message (about 8 KiB of payload).
+INVALIDATION_BATCH = 1000
 
 
 @dataclass
@@ -32,15 +36,25 @@ class ServiceContext:
 
     async def host_changed(self, host_id: int) -> None:
         """A host row changed or vanished: drop it from every instance's node-key cache."""
-        self.host_cache.invalidate(host_id)
-        await self.broker.bus.publish(HOST_INVALIDATION_CHANNEL,
-                                      f"{self.instance_id}:{host_id}".encode())
+        await self.hosts_changed([host_id])
+
+    async def hosts_changed(self, host_ids: Sequence[int]) -> None:
+        """`host_changed` for many hosts, a few messages instead of one per host."""
+        for host_id in host_ids:
+            self.host_cache.invalidate(host_id)
+        for i in range(0, len(host_ids), INVALIDATION_BATCH):
+            ids = ",".join(str(h) for h in host_ids[i:i + INVALIDATION_BATCH])
+            await self.broker.bus.publish(HOST_INVALIDATION_CHANNEL,
+                                          f"{self.instance_id}:{ids}".encode())
 
     def remote_host_change(self, payload: bytes) -> None:
-        """Apply another instance's `host_changed` broadcast to this instance's cache."""
-        origin, _, host_id = payload.decode(errors="replace").partition(":")
-        if origin != self.instance_id and host_id.isdigit():
-            self.host_cache.invalidate(int(host_id))
+        """Apply another instance's `hosts_changed` broadcast to this instance's cache."""
+        origin, _, ids = payload.decode(errors="replace").partition(":")
+        if origin == self.instance_id:
+            return
+        for host_id in ids.split(","):
+            if host_id.isdigit():
+                self.host_cache.invalidate(int(host_id))
 
     async def close_logs(self) -> None:
         await self.result_log.close()

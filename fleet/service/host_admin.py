@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from fleet.core.authz import Action, Viewer
-from fleet.core.errors import NotFound
+from fleet.core.errors import BadRequest, NotFound
 from fleet.service.context import ServiceContext
 from fleet.store import host_search as store
 from fleet.store.db import utcnow
@@ -68,6 +68,36 @@ async def delete_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> None
     """Delete the host; it re-enrolls if it still holds a valid enroll secret."""
     viewer.require(Action.WRITE_HOSTS)
     async with ctx.db.begin() as conn:
-        if not await store.delete_host(conn, host_id):
+        if not await store.delete_hosts(conn, [host_id]):
             raise NotFound(f"Host with id={host_id} was not found in the datastore")
     await ctx.host_changed(host_id)
+
+
+@dataclass(frozen=True)
+class HostFilters:
+    """What `POST /hosts/delete` selects by when it gets no ids (all None: every host)."""
+
+    query: str = ""
+    status: str | None = None
+    label_id: int | None = None
+    team_id: int | None = None
+
+
+async def delete_hosts(ctx: ServiceContext, viewer: Viewer, *, ids: Sequence[int] | None,
+                       filters: HostFilters | None) -> int:
+    """Bulk delete by ids or by filters (exactly one of them); returns how many went."""
+    viewer.require(Action.WRITE_HOSTS)
+    if ids is not None and filters is not None:
+        raise BadRequest("Cannot specify a list of ids and filters at the same time")
+    if ids is None and filters is None:
+        raise BadRequest("Either ids or filters must be specified")
+    async with ctx.db.begin() as conn:
+        if filters is not None:
+            if filters.status and filters.label_id is not None:
+                raise BadRequest("Cannot filter by both status and label_id", name="filters")
+            ids = await store.matching_host_ids(
+                conn, query=filters.query, status=filters.status, label_id=filters.label_id,
+                team_id=filters.team_id, now=utcnow())
+        deleted = await store.delete_hosts(conn, list(ids or []))
+    await ctx.hosts_changed(deleted)
+    return len(deleted)

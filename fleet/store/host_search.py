@@ -136,15 +136,32 @@ async def list_hosts(conn: AsyncConnection, opts: ListOptions, *, status: str | 
     return (await conn.execute(stmt)).all()
 
 
-async def count_hosts(conn: AsyncConnection, opts: ListOptions, *, status: str | None,
-                      label_id: int | None, now: dt.datetime) -> int:
+def _source_and_filters(opts: ListOptions, status: str | None, label_id: int | None,
+                        now: dt.datetime) -> tuple[Any, list[ColumnElement[bool]]]:
     source = _FROM
     where = _filters(opts, status, now)
     if label_id is not None:
         source = source.join(label_membership, label_membership.c.host_id == hosts.c.id)
         where.append(label_membership.c.label_id == label_id)
+    return source, where
+
+
+async def count_hosts(conn: AsyncConnection, opts: ListOptions, *, status: str | None,
+                      label_id: int | None, now: dt.datetime) -> int:
+    source, where = _source_and_filters(opts, status, label_id, now)
     stmt = sa.select(sa.func.count()).select_from(source).where(*where)
     return int((await conn.execute(stmt)).scalar_one())
+
+
+async def matching_host_ids(conn: AsyncConnection, *, query: str, status: str | None,
+                            label_id: int | None, team_id: int | None,
+                            now: dt.datetime) -> list[int]:
+    """Ids of the hosts a bulk action's filters select (every host when none is given)."""
+    source, where = _source_and_filters(ListOptions(query=query), status, label_id, now)
+    if team_id is not None:
+        where.append(hosts.c.team_id == team_id)
+    stmt = sa.select(hosts.c.id).select_from(source).where(*where).order_by(hosts.c.id)
+    return list((await conn.execute(stmt)).scalars())
 
 
 async def get_host(conn: AsyncConnection, host_id: int) -> sa.Row[Any] | None:
@@ -171,9 +188,23 @@ async def host_labels(conn: AsyncConnection, host_id: int) -> Sequence[sa.Row[An
     return (await conn.execute(stmt)).all()
 
 
-async def delete_host(conn: AsyncConnection, host_id: int) -> bool:
-    """Delete the host and the rows that hang off it; False if it did not exist."""
-    await conn.execute(sa.delete(label_membership).where(label_membership.c.host_id == host_id))
-    await conn.execute(sa.delete(host_seen_times).where(host_seen_times.c.host_id == host_id))
-    result = await conn.execute(sa.delete(hosts).where(hosts.c.id == host_id))
-    return bool(result.rowcount)
+# Ids per DELETE ... IN (...): far below SQLite's variable limit and MySQL's packet size.
+DELETE_BATCH = 1000
+
+
+async def delete_hosts(conn: AsyncConnection, host_ids: Sequence[int]) -> list[int]:
+    """Delete the hosts and the rows that hang off them; returns the ids that existed."""
+    deleted: list[int] = []
+    for i in range(0, len(host_ids), DELETE_BATCH):
+        batch = list(host_ids[i:i + DELETE_BATCH])
+        existing = list((await conn.execute(
+            sa.select(hosts.c.id).where(hosts.c.id.in_(batch)))).scalars())
+        if not existing:
+            continue
+        await conn.execute(sa.delete(label_membership)
+                           .where(label_membership.c.host_id.in_(existing)))
+        await conn.execute(sa.delete(host_seen_times)
+                           .where(host_seen_times.c.host_id.in_(existing)))
+        await conn.execute(sa.delete(hosts).where(hosts.c.id.in_(existing)))
+        deleted += existing
+    return deleted

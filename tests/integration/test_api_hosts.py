@@ -213,3 +213,53 @@ async def test_delete_host_needs_maintainer_and_removes_everything(admin_api: Ap
     assert kept == 1
     assert_error(await admin_api.request("DELETE", f"/hosts/{host_id}"), 404,
                  "Resource Not Found")
+
+
+async def test_bulk_delete_by_ids_and_by_filters(admin_api: Api) -> None:
+    ctx = admin_api.ctx
+    now = utcnow()
+    a = await insert_host(ctx, seen=now, hostname="web-a")
+    b = await insert_host(ctx, seen=now, hostname="web-b")
+    db_host = await insert_host(ctx, seen=now, hostname="db-1")
+    gone = await insert_host(ctx, seen=now - dt.timedelta(days=1), hostname="old-1")
+    labelled = await insert_host(ctx, seen=now, hostname="lab-1")
+    label_id = await insert_label(ctx, "Lab", [labelled])
+    async with ctx.db.connect() as conn:
+        row = (await conn.execute(sa.select(hosts).where(hosts.c.id == a))).one()
+    ctx.host_cache.put(CachedHost.from_row(row))
+
+    _, observer = await admin_api.user("observer")
+    assert_error(await admin_api.request("POST", "/hosts/delete", token=observer,
+                                         json={"ids": [a]}), 403, "Permission Denied")
+    # Unknown ids are skipped; the known one is gone, with its cache entry.
+    r = await admin_api.request("POST", "/hosts/delete", json={"ids": [a, 999_999]})
+    assert r.status_code == 200 and r.json() == {}
+    assert ctx.host_cache.get(row.node_key) is None
+    assert "web-a" not in await hostnames(admin_api)
+    for filters, removed in (({"query": "web"}, "web-b"), ({"status": "offline"}, "old-1"),
+                             ({"label_id": label_id}, "lab-1")):
+        r = await admin_api.request("POST", "/hosts/delete", json={"filters": filters})
+        assert r.status_code == 200, r.text
+        assert removed not in await hostnames(admin_api)
+    assert await hostnames(admin_api) == ["db-1"]
+    # `{}` filters select every host.
+    r = await admin_api.request("POST", "/hosts/delete", json={"filters": {}})
+    assert r.status_code == 200 and await count(admin_api) == 0
+    async with ctx.db.connect() as conn:
+        for table in (host_seen_times, label_membership):
+            left = (await conn.execute(sa.select(sa.func.count()).select_from(table).where(
+                table.c.host_id.in_([a, b, db_host, gone, labelled])))).scalar()
+            assert left == 0, table.name
+
+
+async def test_bulk_delete_rejects_ambiguous_requests(admin_api: Api) -> None:
+    host_id = await insert_host(admin_api.ctx, seen=utcnow())
+    for body, message in (({"ids": [host_id], "filters": {}}, "Bad request"),
+                          ({}, "Bad request"),
+                          ({"filters": {"status": "online", "label_id": 1}}, "Bad request")):
+        assert_error(await admin_api.request("POST", "/hosts/delete", json=body), 400, message)
+    r = await admin_api.request("POST", "/hosts/delete", json={"ids": ["1"]})
+    assert r.status_code == 422, r.text
+    r = await admin_api.request("POST", "/hosts/delete", json={"filters": {"status": "asleep"}})
+    assert r.status_code == 422, r.text
+    assert await count(admin_api) == 1
