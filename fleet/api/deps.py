@@ -9,9 +9,9 @@ from fastapi import Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from fleet.core.authz import Viewer
-from fleet.core.errors import AuthenticationFailed, BadRequest
+from fleet.core.errors import AuthenticationFailed, BadRequest, PermissionDenied
 from fleet.service.context import ServiceContext
-from fleet.service.sessions import authenticate
+from fleet.service.sessions import PASSWORD_RESET_REQUIRED, authenticate
 from fleet.store.host_search import ListOptions
 
 DEFAULT_PER_PAGE = 20
@@ -37,11 +37,22 @@ def bearer_token(request: Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-async def current_viewer(request: Request, ctx: Ctx) -> Viewer:
+async def authenticated_viewer(request: Request, ctx: Ctx) -> Viewer:
     token = bearer_token(request)
     if not token:
         raise AuthenticationFailed("Authentication failed")
     return await authenticate(ctx, token)
+
+
+# Any authenticated user, even one who must set a new password first (/me, /logout and
+# /perform_required_password_reset).
+AnyViewer = Annotated[Viewer, Depends(authenticated_viewer)]
+
+
+async def current_viewer(viewer: AnyViewer) -> Viewer:
+    if viewer.must_reset_password:
+        raise PermissionDenied(PASSWORD_RESET_REQUIRED)
+    return viewer
 
 
 CurrentViewer = Annotated[Viewer, Depends(current_viewer)]

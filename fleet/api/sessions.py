@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from fleet.api.deps import Ctx, CurrentViewer, StrictBody
+from fleet.api.deps import AnyViewer, Ctx, StrictBody
 from fleet.api.errors import json_response
 from fleet.api.users import user_json
 from fleet.service import sessions, users
@@ -38,12 +38,12 @@ async def login(body: LoginBody, request: Request, ctx: Ctx) -> Response:
 
 
 @router.post("/logout")
-async def logout(ctx: Ctx, viewer: CurrentViewer) -> Response:
+async def logout(ctx: Ctx, viewer: AnyViewer) -> Response:
     await sessions.logout(ctx, viewer)
     return json_response({})
 
 
 @router.get("/me")
-async def me(ctx: Ctx, viewer: CurrentViewer) -> Response:
+async def me(ctx: Ctx, viewer: AnyViewer) -> Response:
     row = await users.get_user(ctx, viewer, viewer.user_id)
     return json_response({"user": user_json(row), "available_teams": []})

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import Field
 from starlette.responses import Response
 
-from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody
+from fleet.api.deps import AnyViewer, Ctx, CurrentViewer, ListParams, StrictBody
 from fleet.api.errors import json_response
 from fleet.core.authz import Role
 from fleet.service import users as service
@@ -90,3 +90,25 @@ async def modify_user(user_id: int, body: ModifyUserBody, ctx: Ctx,
 async def delete_user(user_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
     await service.delete_user(ctx, viewer, user_id)
     return json_response({})
+
+
+class RequireResetBody(StrictBody):
+    require: bool
+
+
+@router.post("/users/{user_id:int}/require_password_reset")
+async def require_password_reset(user_id: int, body: RequireResetBody, ctx: Ctx,
+                                 viewer: CurrentViewer) -> Response:
+    row = await service.require_password_reset(ctx, viewer, user_id, body.require)
+    return json_response({"user": user_json(row)})
+
+
+class PerformResetBody(StrictBody):
+    new_password: str
+
+
+@router.post("/perform_required_password_reset")
+async def perform_required_password_reset(body: PerformResetBody, ctx: Ctx,
+                                          viewer: AnyViewer) -> Response:
+    row = await service.perform_required_password_reset(ctx, viewer, body.new_password)
+    return json_response({"user": user_json(row)})

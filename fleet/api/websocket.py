@@ -53,6 +53,8 @@ async def _handshake(ws: WebSocket, ctx: ServiceContext) -> tuple[Viewer, int]:
         viewer = await authenticate(ctx, token if isinstance(token, str) else "")
     except FleetError:
         raise ProtocolError("unauthorized") from None
+    if viewer.must_reset_password:
+        raise ProtocolError("unauthorized")
     select = await _expect(ws, "select_campaign")
     campaign_id = select.get("campaign_id") if isinstance(select, dict) else None
     if not isinstance(campaign_id, int) or isinstance(campaign_id, bool):

@@ -50,6 +50,9 @@ class Viewer:
     name: str
     global_role: Role | None
     session_id: int | None = None
+    # An admin required a new password: until it is set the user may only see themselves,
+    # log out and set it (Fleet's admin_forced_password_reset).
+    must_reset_password: bool = False
 
     def can(self, action: Action) -> bool:
         return self.global_role is not None and action in _ALLOWED[self.global_role]

@@ -35,6 +35,7 @@ ACCESS_WRITE_INTERVAL = dt.timedelta(minutes=1)
 NEVER = dt.datetime(9999, 12, 31)
 BCRYPT_MAX_BYTES = 72
 _FAILED = "Authentication failed"
+PASSWORD_RESET_REQUIRED = "password reset required"
 
 # ----------------------------------------------------------------------------------------------
 # Passwords
@@ -152,7 +153,7 @@ async def authenticate(ctx: ServiceContext, token: str) -> Viewer:
             await conn.commit()
     role = Role(row.global_role) if row.global_role else None
     return Viewer(user_id=row.user_id, email=row.email, name=row.name, global_role=role,
-                  session_id=row.id)
+                  session_id=row.id, must_reset_password=bool(row.force_password_reset))
 
 
 async def logout(ctx: ServiceContext, viewer: Viewer) -> None:

@@ -19,7 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleet.config import Config
 from fleet.core.authz import Action, Role, Viewer
-from fleet.core.errors import AlreadyExists, NotFound, PermissionDenied, ValidationFailed
+from fleet.core.errors import (
+    AlreadyExists,
+    BadRequest,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from fleet.service import sessions
 from fleet.service.context import ServiceContext
 from fleet.store import sessions as session_store
@@ -200,3 +206,37 @@ async def delete_user(ctx: ServiceContext, viewer: Viewer, user_id: int) -> None
         await session_store.delete_user_sessions(conn, user_id)
         if not await store.delete_user(conn, user_id):
             raise NotFound(f"User with id={user_id} was not found in the datastore")
+
+
+async def perform_required_password_reset(ctx: ServiceContext, viewer: Viewer,
+                                          new_password: str) -> sa.Row[Any]:
+    """Set the new password an admin required; the current session stays logged in."""
+    if not viewer.must_reset_password:
+        raise BadRequest("user does not require password reset")
+    validate_password(new_password, "new_password")
+    async with ctx.db.connect() as conn:
+        current = await _existing(conn, viewer.user_id)
+    if await sessions.verify_password(new_password, current.password):
+        raise ValidationFailed("cannot reuse old password", name="new_password")
+    hashed = await sessions.hash_password(ctx.cfg, new_password)
+    async with ctx.db.begin() as conn:
+        await store.update_user(conn, viewer.user_id, {
+            "password": hashed, "force_password_reset": False, "updated_at": utcnow()})
+        await session_store.delete_user_sessions(conn, viewer.user_id, keep=viewer.session_id)
+        return await _existing(conn, viewer.user_id)
+
+
+async def require_password_reset(ctx: ServiceContext, viewer: Viewer, user_id: int,
+                                 require: bool) -> sa.Row[Any]:
+    """Admins flag (or unflag) a user; flagging logs them out everywhere."""
+    viewer.require(Action.WRITE_USERS)
+    async with ctx.db.begin() as conn:
+        user = await _existing(conn, user_id)
+        if require and user.api_only:
+            raise ValidationFailed("API-only users cannot be required to reset their password",
+                                   name="require")
+        await store.update_user(conn, user_id, {"force_password_reset": require,
+                                                "updated_at": utcnow()})
+        if require:
+            await session_store.delete_user_sessions(conn, user_id)
+        return await _existing(conn, user_id)

@@ -23,7 +23,8 @@ async def find_session(conn: AsyncConnection, key_hash: str) -> sa.Row[Any] | No
     """The session with this digest and the user fields needed to authorize its requests."""
     stmt: sa.Select[Any] = (sa.select(sessions.c.id, sessions.c.user_id, sessions.c.accessed_at,
                                     users.c.email, users.c.name, users.c.global_role,
-                                    users.c.api_only, users.c.enabled)
+                                    users.c.api_only, users.c.enabled,
+                                    users.c.force_password_reset)
                           .join(users, users.c.id == sessions.c.user_id)
                           .where(sessions.c.key_hash == key_hash))
     return (await conn.execute(stmt)).first()

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from osquery_perf import SimulatedAgent, make_host
 from tests.e2e.conftest import Fleetctl, FleetServer
@@ -133,3 +134,25 @@ async def test_campaign_on_one_instance_gets_results_from_agents_on_another(
             "SELECT version FROM osquery_info")
         assert rc == 0, err
         assert_one_result_per_host(results, names)
+
+
+async def test_results_websocket_refuses_user_with_pending_password_reset(
+        server_overrides: dict[str, Any], start_server: Any, fleetctl: Fleetctl) -> None:
+    server = start_server(server_overrides, "--dev")
+    setup_fleet(fleetctl, server)
+    with server.client() as c:
+        admin = c.post("/api/v1/fleet/login", json={"email": "admin@example.com",
+                                                    "password": PASSWORD}).json()["token"]
+        r = c.post("/api/latest/fleet/users/admin", headers={"Authorization": f"Bearer {admin}"},
+                   json={"email": "new@example.com", "name": "New", "password": PASSWORD,
+                         "global_role": "admin"})
+        assert r.status_code == 200 and r.json()["user"]["force_password_reset"] is True
+        token = c.post("/api/v1/fleet/login", json={"email": "new@example.com",
+                                                    "password": PASSWORD}).json()["token"]
+    assert server.ca is not None
+    tls = ssl.create_default_context(cafile=str(server.ca))
+    url = server.url.replace("https://", "wss://") + "/api/latest/fleet/results/websocket"
+    async with websockets.connect(url, ssl=tls) as ws:
+        await ws.send(json.dumps({"type": "auth", "data": {"token": token}}))
+        await ws.send(json.dumps({"type": "select_campaign", "data": {"campaign_id": 1}}))
+        assert json.loads(await ws.recv()) == {"type": "error", "data": "unauthorized"}

@@ -78,8 +78,10 @@ class Api:
         return str(r.json()["token"])
 
     async def user(self, role: str, **fields: Any) -> tuple[dict[str, Any], str]:
-        """Create a user with `role` as the admin and log in: (user JSON, token)."""
+        """Create a user with `role` as the admin and log in: (user JSON, token). Unless the
+        caller says otherwise, the user has no password reset pending."""
         email = fields.pop("email", f"{role}{next(self._emails)}@example.com")
+        fields.setdefault("admin_forced_password_reset", False)
         r = await self.request("POST", "/users/admin", json={
             "email": email, "name": role.title(), "password": PASSWORD, "global_role": role,
             **fields})

@@ -191,11 +191,12 @@ async def test_admin_creates_lists_gets_patches_and_deletes_users(admin_api: Api
     for role in ("admin", "maintainer", "observer", "observer_plus"):
         user, _ = await admin_api.user(role, email=f"{role}@corp.example.com")
         assert user["global_role"] == role and user["teams"] == [] and user["enabled"]
-        assert user["force_password_reset"] is True  # Fleet's default for admin-created users
         created[role] = user
     default = await admin_api.request("POST", "/users/admin", json={
         "email": "plain@example.com", "name": "Plain", "password": PASSWORD})
     assert default.json()["user"]["global_role"] == "observer"
+    # Fleet's default for admin-created users.
+    assert default.json()["user"]["force_password_reset"] is True
     assert "token" not in default.json()
 
     listed = (await admin_api.request("GET", "/users")).json()["users"]
@@ -301,3 +302,48 @@ async def test_unexpected_errors_are_opaque_500_envelopes(ctx: ServiceContext) -
         r = await client.get("/boom")
     body = assert_error(r, 500, "Internal Server Error")
     assert "secret internals" not in r.text and body["uuid"]
+
+
+async def test_forced_password_reset_blocks_everything_until_done(admin_api: Api) -> None:
+    user, token = await admin_api.user("maintainer", admin_forced_password_reset=True)
+    assert user["force_password_reset"] is True
+    # Only /me, logout and the reset itself are open.
+    assert_error(await admin_api.request("GET", "/hosts", token=token), 403,
+                 "Permission Denied")
+    me = await admin_api.request("GET", "/me", token=token)
+    assert me.status_code == 200 and me.json()["user"]["force_password_reset"] is True
+    reset = "/perform_required_password_reset"
+    assert_error(await admin_api.request("POST", reset, token=token,
+                                         json={"new_password": PASSWORD}), 422,
+                 "Validation Failed", name="new_password")  # the old password again
+    assert_error(await admin_api.request("POST", reset, token=token,
+                                         json={"new_password": "short"}), 422,
+                 "Validation Failed", name="new_password")
+    new_password = "N3w-Password-of-mine!"
+    r = await admin_api.request("POST", reset, token=token, json={"new_password": new_password})
+    assert r.status_code == 200 and r.json()["user"]["force_password_reset"] is False
+    assert (await admin_api.request("GET", "/hosts", token=token)).status_code == 200
+    assert_error(await admin_api.request("POST", reset, token=token,
+                                         json={"new_password": "An0ther-Password!"}), 400,
+                 "Bad request")
+    await admin_api.login(user["email"], new_password)
+
+
+async def test_admin_requires_reset_and_logs_the_user_out(admin_api: Api) -> None:
+    user, token = await admin_api.user("observer")
+    _, other = await admin_api.user("maintainer")
+    path = f"/users/{user['id']}/require_password_reset"
+    assert_error(await admin_api.request("POST", path, token=other, json={"require": True}),
+                 403, "Permission Denied")
+    r = await admin_api.request("POST", path, json={"require": True})
+    assert r.status_code == 200 and r.json()["user"]["force_password_reset"] is True
+    assert_error(await admin_api.request("GET", "/me", token=token), 401,
+                 "Authentication failed")
+    fresh = await admin_api.login(user["email"])
+    assert_error(await admin_api.request("GET", "/queries", token=fresh), 403,
+                 "Permission Denied")
+    r = await admin_api.request("POST", path, json={"require": False})
+    assert r.status_code == 200 and r.json()["user"]["force_password_reset"] is False
+    assert (await admin_api.request("GET", "/queries", token=fresh)).status_code == 200
+    assert_error(await admin_api.request("POST", "/users/999999/require_password_reset",
+                                         json={"require": True}), 404, "Resource Not Found")
