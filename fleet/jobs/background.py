@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from fleet.broker.base import HOST_INVALIDATION_CHANNEL, BrokerUnavailable
-from fleet.service import campaigns
+from fleet.service import campaigns, sessions
 from fleet.service.context import ServiceContext
 from fleet.service.seen import FLUSH_INTERVAL
 
@@ -42,23 +42,33 @@ async def follow_invalidations(ctx: ServiceContext) -> None:
         await asyncio.sleep(RETRY_DELAY)
 
 
-async def cleanup_campaigns_forever(ctx: ServiceContext) -> None:
-    """Complete abandoned campaigns; one instance at a time (leader lock)."""
+async def cleanups_forever(ctx: ServiceContext) -> None:
+    """Periodic cleanups, run by one instance at a time (leader lock): complete abandoned
+    campaigns, delete expired sessions. One failing does not stop the other."""
+    jobs = (("abandoned live query campaigns completed", campaigns.cleanup_stale),
+            ("expired sessions deleted", sessions.cleanup_expired))
     while True:
         await asyncio.sleep(CLEANUP_INTERVAL)
         try:
-            if await ctx.broker.locks.acquire("cleanup_campaigns", ctx.instance_id,
-                                              CLEANUP_INTERVAL * 2):
-                n = await campaigns.cleanup_stale(ctx)
+            leader = await ctx.broker.locks.acquire("cleanups", ctx.instance_id,
+                                                    CLEANUP_INTERVAL * 2)
+        except BrokerUnavailable as exc:
+            log.warning("cleanups skipped: %s", exc)
+            continue
+        if not leader:
+            continue
+        for what, job in jobs:
+            try:
+                n = await job(ctx)
                 if n:
-                    log.info("completed %d abandoned live query campaigns", n)
-        except Exception:
-            log.exception("campaign cleanup failed; will retry")
+                    log.info("%s: %d", what, n)
+            except Exception:
+                log.exception("cleanup failed (%s); will retry", what)
 
 
 def start(ctx: ServiceContext) -> list[asyncio.Task[None]]:
     return [asyncio.create_task(job(ctx), name=job.__name__) for job in
-            (flush_seen_forever, follow_invalidations, cleanup_campaigns_forever)]
+            (flush_seen_forever, follow_invalidations, cleanups_forever)]
 
 
 async def stop(ctx: ServiceContext, tasks: list[asyncio.Task[None]]) -> None:

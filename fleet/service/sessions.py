@@ -156,6 +156,12 @@ async def authenticate(ctx: ServiceContext, token: str) -> Viewer:
                   session_id=row.id, must_reset_password=bool(row.force_password_reset))
 
 
+async def cleanup_expired(ctx: ServiceContext) -> int:
+    """Delete expired sessions nobody will present again (run periodically by the leader)."""
+    async with ctx.db.begin() as conn:
+        return await session_store.delete_expired(conn, utcnow())
+
+
 async def logout(ctx: ServiceContext, viewer: Viewer) -> None:
     """End the session the request was authenticated with."""
     if viewer.session_id is not None:

@@ -47,3 +47,9 @@ async def delete_user_sessions(conn: AsyncConnection, user_id: int, *,
     if keep is not None:
         stmt = stmt.where(sessions.c.id != keep)
     await conn.execute(stmt)
+
+
+async def delete_expired(conn: AsyncConnection, now: dt.datetime) -> int:
+    """Remove sessions past their expiry (abandoned logins); returns how many."""
+    result = await conn.execute(sa.delete(sessions).where(sessions.c.expires_at <= now))
+    return int(result.rowcount or 0)

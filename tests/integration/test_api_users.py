@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
+from fleet.jobs import background
 from fleet.service.context import ServiceContext
 from fleet.store.db import utcnow
 from fleet.store.schema import app_config, enroll_secrets, sessions, users
@@ -150,6 +153,41 @@ async def test_expired_session_is_refused_and_deleted(admin_api: Api) -> None:
     async with admin_api.ctx.db.connect() as conn:
         left = (await conn.execute(sa.select(sa.func.count()).select_from(sessions))).scalar()
     assert left == 1  # the admin_token session (also expired) is untouched until used
+
+
+async def test_leader_cleanup_deletes_expired_sessions_only(
+        admin_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = admin_api.ctx
+
+    async def count_sessions() -> int:
+        async with ctx.db.connect() as conn:
+            return int((await conn.execute(
+                sa.select(sa.func.count()).select_from(sessions))).scalar_one())
+
+    stale = await admin_api.login(ADMIN_EMAIL)
+    async with ctx.db.begin() as conn:  # the newest session is the one just opened
+        newest = sa.select(sa.func.max(sessions.c.id)).scalar_subquery()
+        await conn.execute(sa.update(sessions).where(sessions.c.id == newest)
+                           .values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+    fresh = await admin_api.login(ADMIN_EMAIL)
+    api_user = await admin_api.request("POST", "/users/admin", json={
+        "email": "bot@example.com", "name": "Bot", "password": PASSWORD, "api_only": True})
+    api_token = api_user.json()["token"]
+    before = await count_sessions()
+    monkeypatch.setattr(background, "CLEANUP_INTERVAL", 0.05)
+    job = asyncio.create_task(background.cleanups_forever(ctx))
+    try:
+        for _ in range(200):
+            if await count_sessions() < before:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        job.cancel()
+    assert await count_sessions() == before - 1
+    assert_error(await admin_api.request("GET", "/me", token=stale), 401,
+                 "Authentication failed")
+    for token in (fresh, api_token, admin_api.admin_token):
+        assert (await admin_api.request("GET", "/me", token=token)).status_code == 200
 
 
 async def test_use_slides_session_expiry_at_most_once_a_minute(admin_api: Api) -> None:
