@@ -1,11 +1,12 @@
 """The broker interfaces: what the service layer needs from Redis (or its in-process twin).
 
-Three small capabilities, each a Protocol so that `memory.py` and `redis.py` can be swapped
+Four small capabilities, each a Protocol so that `memory.py` and `redis.py` can be swapped
 without anything above this package knowing which one runs:
 
 - `LiveQueryStore`: which hosts still owe an answer to which live-query campaign.
 - `MessageBus`: fan-out pub/sub (live-query results, host-cache invalidations).
 - `Locks`: leader locks with an owner and a TTL, for periodic jobs.
+- `RateLimits`: request budgets shared by every instance (login attempts).
 """
 
 from __future__ import annotations
@@ -65,10 +66,17 @@ class Locks(Protocol):
         """Release the lock if `owner` holds it."""
 
 
+class RateLimits(Protocol):
+    async def hit(self, key: str, per_minute: int, burst: int) -> int:
+        """Count one request against `key` (GCRA: `per_minute` sustained, `burst` more in a
+        row); 0 if allowed, else the whole seconds to wait. Refused requests do not count."""
+
+
 class Broker(Protocol):
     live: LiveQueryStore
     bus: MessageBus
     locks: Locks
+    limits: RateLimits
 
     @property
     def kind(self) -> str:

@@ -8,12 +8,13 @@ processes: run several Fleet instances only with the Redis broker. The observabl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import math
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from time import monotonic
 
-from fleet.broker.base import LiveQueryStore, Locks, MessageBus
+from fleet.broker.base import LiveQueryStore, Locks, MessageBus, RateLimits
 
 # Same lifetime as the Redis keys, so a forgotten campaign disappears on both backends.
 QUERY_TTL_SECONDS = 7 * 24 * 3600
@@ -116,6 +117,28 @@ class MemoryLocks:
             del self._held[name]
 
 
+class MemoryRateLimits:
+    """GCRA over a dict of theoretical arrival times (seconds, monotonic clock)."""
+
+    MAX_KEYS = 10_000
+
+    def __init__(self, clock: Callable[[], float] = monotonic) -> None:
+        self._clock = clock
+        self._tat: dict[str, float] = {}
+
+    async def hit(self, key: str, per_minute: int, burst: int) -> int:
+        interval = 60.0 / per_minute
+        now = self._clock()
+        tat = max(self._tat.get(key, now), now) + interval
+        wait = tat - now - interval * (burst + 1)
+        if wait > 0:
+            return math.ceil(wait)
+        self._tat[key] = tat
+        if len(self._tat) > self.MAX_KEYS:  # forget buckets that are full again
+            self._tat = {k: t for k, t in self._tat.items() if t > now}
+        return 0
+
+
 class MemoryBroker:
     """The in-process `Broker`: only valid while a single Fleet instance serves the fleet."""
 
@@ -123,6 +146,7 @@ class MemoryBroker:
         self.live: LiveQueryStore = MemoryLiveQueryStore()
         self.bus: MessageBus = MemoryMessageBus()
         self.locks: Locks = MemoryLocks()
+        self.limits: RateLimits = MemoryRateLimits()
 
     @property
     def kind(self) -> str:

@@ -24,6 +24,7 @@ owns one dedicated connection.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from time import monotonic
@@ -42,7 +43,13 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from fleet.broker.base import BrokerUnavailable, LiveQueryStore, Locks, MessageBus
+from fleet.broker.base import (
+    BrokerUnavailable,
+    LiveQueryStore,
+    Locks,
+    MessageBus,
+    RateLimits,
+)
 
 QUERY_TTL_SECONDS = 7 * 24 * 3600
 ACTIVE_KEY = "livequery:active"
@@ -71,6 +78,19 @@ _EXTEND_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
+return 0
+"""
+# GCRA with the server's clock, so every instance draws on one budget. Times in ms.
+_RATE_LIMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+tat = tat + interval
+local wait = tat - now - tolerance
+if wait > 0 then return wait end
+redis.call('SET', KEYS[1], tat, 'PX', tat - now)
 return 0
 """
 _RELEASE_LOCK = """
@@ -304,6 +324,18 @@ class RedisLocks:
             await self._release(keys=[f"locks:{name}"], args=[owner])
 
 
+class RedisRateLimits:
+    def __init__(self, redis: Redis) -> None:
+        self._script = redis.register_script(_RATE_LIMIT)
+
+    async def hit(self, key: str, per_minute: int, burst: int) -> int:
+        interval = round(60_000 / per_minute)
+        with _unavailable():
+            wait_ms = int(await self._script(keys=[f"ratelimit:{key}"],
+                                             args=[interval, interval * (burst + 1)]))
+        return math.ceil(wait_ms / 1000)
+
+
 class RedisBroker:
     """The shared `Broker`. Build it with `await RedisBroker.connect(address=..., ...)`."""
 
@@ -362,6 +394,7 @@ class RedisBroker:
         self.live: LiveQueryStore = RedisLiveQueryStore(self._redis)
         self.bus: MessageBus = RedisMessageBus(self._redis, self._pubsub_redis, read_timeout)
         self.locks: Locks = RedisLocks(self._redis)
+        self.limits: RateLimits = RedisRateLimits(self._redis)
 
     @classmethod
     async def connect(cls, *, address: str, **options: Unpack[RedisOptions]) -> Self:

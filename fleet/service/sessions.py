@@ -12,19 +12,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import math
 import secrets
-import time
-from collections.abc import Callable
 from typing import Any
 
 import bcrypt
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleet.broker import BrokerUnavailable
 from fleet.config import Config
 from fleet.core.authz import Role, Viewer
-from fleet.core.errors import AuthenticationFailed, RateLimited
+from fleet.core.errors import AuthenticationFailed, RateLimited, ServiceUnavailable
 from fleet.service.context import ServiceContext
 from fleet.store import sessions as session_store
 from fleet.store import users as user_store
@@ -68,30 +66,21 @@ async def _burn_password_check(cfg: Config, password: str) -> None:
 # ----------------------------------------------------------------------------------------------
 # Rate limiting
 
+# Fleet's login limit: 10 attempts a minute, 9 more in a row, per email and client IP.
+LOGIN_PER_MINUTE = 10
+LOGIN_BURST = 9
 
-class RateLimiter:
-    """GCRA, the algorithm of Fleet's login limiter: `per_minute` sustained plus `burst` more
-    in a row, per key. In-process: with several servers each one counts on its own."""
 
-    MAX_KEYS = 10_000
-
-    def __init__(self, per_minute: int = 10, burst: int = 9,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = 60.0 / per_minute
-        self._tolerance = self._interval * (burst + 1)
-        self._clock = clock
-        self._tat: dict[str, float] = {}  # key -> theoretical arrival time
-
-    def hit(self, key: str) -> None:
-        """Count one request for `key`; RateLimited (with the wait in seconds) if over."""
-        now = self._clock()
-        tat = max(self._tat.get(key, now), now) + self._interval
-        if tat - now > self._tolerance:
-            wait = math.ceil(tat - now - self._tolerance)
-            raise RateLimited(f"limit exceeded, retry after: {wait}s", retry_after=wait)
-        self._tat[key] = tat
-        if len(self._tat) > self.MAX_KEYS:
-            self._tat = {k: t for k, t in self._tat.items() if t > now}
+async def _count_login_attempt(ctx: ServiceContext, email: str, client_ip: str) -> None:
+    """One attempt against the email+IP budget, shared by every instance through the broker."""
+    try:
+        wait = await ctx.broker.limits.hit(f"login:{email.lower()}|{client_ip}",
+                                           LOGIN_PER_MINUTE, LOGIN_BURST)
+    except BrokerUnavailable as exc:
+        # Without the shared budget, brute force would go uncounted: refuse instead.
+        raise ServiceUnavailable(f"login rate limit unavailable: {exc}") from None
+    if wait:
+        raise RateLimited(f"limit exceeded, retry after: {wait}s", retry_after=wait)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -116,11 +105,11 @@ async def create_session(cfg: Config, conn: AsyncConnection, user_id: int, *,
     return token
 
 
-async def login(ctx: ServiceContext, email: str, password: str, *, client_ip: str,
-                limiter: RateLimiter) -> tuple[sa.Row[Any], str]:
+async def login(ctx: ServiceContext, email: str, password: str, *,
+                client_ip: str) -> tuple[sa.Row[Any], str]:
     """Check the credentials and open a session: (user row, token). The same error for an
     unknown email and a wrong password; every attempt counts against the email+IP bucket."""
-    limiter.hit(f"{email.lower()}|{client_ip}")
+    await _count_login_attempt(ctx, email, client_ip)
     async with ctx.db.connect() as conn:
         user = await user_store.get_user_by_email(conn, email)
     if user is None or not user.enabled:

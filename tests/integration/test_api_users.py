@@ -9,6 +9,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from fleet.broker import BrokerUnavailable
 from fleet.jobs import background
 from fleet.service.context import ServiceContext
 from fleet.store.db import utcnow
@@ -125,6 +126,17 @@ async def test_login_is_rate_limited_per_email(admin_api: Api) -> None:
     other = await admin_api.client.post("/api/v1/fleet/login",
                                         json={"email": "x@example.com", "password": PASSWORD})
     assert other.status_code == 401
+
+
+async def test_login_refused_while_the_shared_limit_is_unreachable(
+        admin_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def unavailable(*_args: object) -> int:
+        raise BrokerUnavailable("redis: connection refused")
+
+    monkeypatch.setattr(admin_api.ctx.broker.limits, "hit", unavailable)
+    r = await admin_api.client.post("/api/v1/fleet/login",
+                                    json={"email": ADMIN_EMAIL, "password": PASSWORD})
+    assert_error(r, 503, "Service Unavailable")
 
 
 async def test_rest_requires_a_valid_token(admin_api: Api) -> None:

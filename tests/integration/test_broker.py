@@ -267,6 +267,21 @@ async def test_capped_pool_waits_for_a_free_connection(redis_admin: Redis) -> No
         await broker.close()
 
 
+async def test_rate_limit_allows_burst_then_says_how_long_to_wait(broker: Broker) -> None:
+    waits = [await broker.limits.hit("login:a|1.2.3.4", 10, 9) for _ in range(11)]
+    assert waits[:10] == [0] * 10
+    assert 1 <= waits[10] <= 6  # one attempt per 6 s comes back
+    assert await broker.limits.hit("login:b|1.2.3.4", 10, 9) == 0  # its own bucket
+
+
+async def test_rate_limit_is_shared_by_instances(redis_brokers: BrokerFactory) -> None:
+    first, second = await redis_brokers(), await redis_brokers()
+    for i in range(10):
+        assert await (first if i % 2 else second).limits.hit("login:x|ip", 10, 9) == 0
+    assert await first.limits.hit("login:x|ip", 10, 9) > 0
+    assert await second.limits.hit("login:x|ip", 10, 9) > 0
+
+
 async def test_publish_subscribe_in_order(broker: Broker) -> None:
     channel = results_channel(12)
     payloads = [f"row {i}".encode() for i in range(200)] + [b"", b"\x00\xff"]
