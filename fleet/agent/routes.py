@@ -9,6 +9,7 @@ which osquery treats as a failed request (and keeps its logs or retries), plus
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,8 @@ from fleet.service.hostcache import CachedHost
 log = logging.getLogger("fleet.agent")
 
 PREFIXES = ("/api/osquery", "/api/v1/osquery")
+# Longest wait for an enrollment slot: well inside the agents' request timeouts.
+ENROLL_WAIT_SECONDS = 8.0
 _EMPTY = b"{}"
 
 
@@ -55,6 +58,8 @@ class AgentEndpoints:
         self.ctx = ctx
         self.config_cache = AgentConfigCache()
         self.max_body = ctx.cfg.server.max_request_body_size
+        limit = ctx.cfg.osquery.max_concurrent_enrollments
+        self.enroll_slots = asyncio.Semaphore(limit) if limit else None
 
     def _endpoint(self, handler: Handler) -> Endpoint:
         async def endpoint(request: AgentRequest, receive: Receive, send: Send) -> None:
@@ -83,11 +88,27 @@ class AgentEndpoints:
         return await authenticate_host(self.ctx, node_key)
 
     async def enroll(self, _request: AgentRequest, data: dict[str, Any]) -> bytes:
-        details = object_field(data, "host_details")
+        # Admission limit: in a storm, enrollments wait their turn for one of a few slots,
+        # but not past ENROLL_WAIT_SECONDS. Work done after the agent gave up is wasted (it
+        # retries anyway, adding more), so a request that waited that long gets a 503 and
+        # osquery's enroll backoff instead.
+        if self.enroll_slots is None:
+            return await self._enroll(data)
+        try:
+            async with asyncio.timeout(ENROLL_WAIT_SECONDS):
+                await self.enroll_slots.acquire()
+        except TimeoutError:
+            raise ServiceUnavailable("too many enrollments in progress, retry later") from None
+        try:
+            return await self._enroll(data)
+        finally:
+            self.enroll_slots.release()
+
+    async def _enroll(self, data: dict[str, Any]) -> bytes:
         node_key = await enrollment.enroll(
             self.ctx, self.config_cache, enroll_secret=string_field(data, "enroll_secret"),
             provided_identifier=string_field(data, "host_identifier"),
-            host_details=details)
+            host_details=object_field(data, "host_details"))
         return orjson.dumps({"node_key": node_key})
 
     async def config(self, request: AgentRequest, data: dict[str, Any]) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from starlette.applications import Starlette
 
+from fleet.agent import routes
 from fleet.agent.routes import AgentFrontDoor
 from fleet.broker import BrokerUnavailable
 from fleet.logdest import create_destination
@@ -263,6 +265,34 @@ async def test_broker_outage_is_503_so_the_agent_resends(
     assert r.status_code == 503
     assert "connection refused" in r.json()["error"]
     assert "Traceback" not in caplog.text
+
+
+async def test_enrollment_storm_beyond_the_slots_gets_a_fast_503(
+        ctx: ServiceContext, agent: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Enrollments past the limit wait for a slot, and give up with 503 (osquery backs off
+    and retries) rather than queueing past the agent's own timeout."""
+    monkeypatch.setattr(ctx.cfg.osquery, "max_concurrent_enrollments", 1)
+    monkeypatch.setattr(routes, "ENROLL_WAIT_SECONDS", 0.2)
+    app = AgentFrontDoor(ctx, Starlette())
+    release = asyncio.Event()
+    real_enroll = routes.enrollment.enroll
+
+    async def slow_enroll(*args: Any, **kwargs: Any) -> str:
+        await release.wait()
+        return await real_enroll(*args, **kwargs)
+
+    monkeypatch.setattr(routes.enrollment, "enroll", slow_enroll)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 4242))
+    async with httpx.AsyncClient(transport=transport, base_url="https://fleet.test") as client:
+        first = asyncio.ensure_future(enroll(client, "host-1"))
+        await asyncio.sleep(0.05)
+        r = await client.post("/api/osquery/enroll", json={
+            "enroll_secret": SECRET, "host_identifier": "host-2", "host_details": {}})
+        assert r.status_code == 503 and "retry later" in r.json()["error"]
+        release.set()
+        assert await first
+        assert await enroll(client, "host-2")  # the slot is free again
+    assert await count(ctx, hosts) == 2
 
 
 ENDPOINTS = ["/api/osquery/enroll", "/api/osquery/config", "/api/osquery/distributed/read",
