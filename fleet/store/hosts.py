@@ -77,7 +77,8 @@ async def enroll(db: Database, *, osquery_host_id: str, node_key: str, team_id: 
                  cooldown_seconds: float, values: Mapping[str, Any]) -> Enrolled:
     """Create the host, or give an existing one a new node key.
 
-    `values` are host columns known at enrollment (vitals, check-in intervals). A concurrent
+    `values` are host columns known at enrollment (vitals, check-in intervals), already cut
+    to width by `clip` (the caller also caches them, so it clips once). A concurrent
     first enrollment of the same identifier loses the INSERT race and is retried as a
     re-enrollment, so two racing agents never produce two rows; a transaction the database
     chose as a deadlock victim is retried the same way.
@@ -86,7 +87,7 @@ async def enroll(db: Database, *, osquery_host_id: str, node_key: str, team_id: 
         try:
             async with db.begin() as conn:
                 return await _enroll_tx(conn, db, osquery_host_id, node_key, team_id,
-                                        cooldown_seconds, clip(values))
+                                        cooldown_seconds, values)
         except (IntegrityError, OperationalError) as exc:
             if attempt == ENROLL_ATTEMPTS - 1 or not db.is_retryable(exc):
                 raise
@@ -95,7 +96,7 @@ async def enroll(db: Database, *, osquery_host_id: str, node_key: str, team_id: 
 
 async def _enroll_tx(conn: Any, db: Database, osquery_host_id: str, node_key: str,
                      team_id: int | None, cooldown_seconds: float,
-                     values: dict[str, Any]) -> Enrolled:
+                     values: Mapping[str, Any]) -> Enrolled:
     now = utcnow()
     existing = (await conn.execute(_BY_IDENTIFIER, {"b_identifier": osquery_host_id})).first()
     if existing is not None:
