@@ -90,6 +90,18 @@ async def test_enroll_creates_host_with_vitals(ctx: ServiceContext,
     assert ctx.db.statement_count == before
 
 
+async def test_enroll_cuts_over_long_values_to_the_column(ctx: ServiceContext,
+                                                        agent: httpx.AsyncClient) -> None:
+    long_name = "h" * 300
+    details = {**HOST_DETAILS, "system_info": {**HOST_DETAILS["system_info"],
+                                               "hostname": long_name}}
+    node_key = await enroll(agent, details=details)
+    assert (await host_row(ctx)).hostname == long_name[:255]
+    # The cached host the first check-in is served from agrees with the row.
+    cached = ctx.host_cache.get(node_key)
+    assert cached is not None and cached.hostname == long_name[:255]
+
+
 async def test_enroll_failures_are_node_invalid_and_write_nothing(
         ctx: ServiceContext, agent: httpx.AsyncClient) -> None:
     for body in ({"enroll_secret": "wrong", "host_identifier": "h"},
