@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import gc
 import gzip
-import ipaddress
 import json
 import ssl
 import threading
@@ -21,6 +19,7 @@ import httpx
 import orjson
 import pytest
 
+from fleet.tls import ensure_dev_certificate
 from osquery_perf import SimulatedAgent, make_host
 from osquery_perf.cli import Behind, build_parser, make_ssl_context, parse_duration, parse_templates
 from osquery_perf.cli import main as cli_main
@@ -645,35 +644,10 @@ def test_histogram_percentiles() -> None:
 
 
 # --- fast transport (raw TLS server) -------------------------------------------------------------
-def _write_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed ECDSA certificate for 127.0.0.1."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "raw.crt", directory / "raw.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return _write_certificate(tmp_path_factory.mktemp("tls"))
+    cert, key, _ = ensure_dev_certificate(tmp_path_factory.mktemp("tls"))
+    return cert, key
 
 
 def http_reply(body: bytes, *extra: str, status: str = "200 OK",
