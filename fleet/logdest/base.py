@@ -79,6 +79,8 @@ class ThreadedLineWriter:
                 self._append(b"".join(data for data, _ in batch))
             except LogWriteError as exc:
                 error = exc
+            except Exception as exc:  # a bug in a sink must not leave requests waiting forever
+                error = LogWriteError(f"{type(exc).__name__}: {exc}")
             loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for _, future in batch:
                 loops.setdefault(future.get_loop(), []).append(future)

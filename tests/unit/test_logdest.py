@@ -52,3 +52,16 @@ async def test_empty_batch_touches_nothing(tmp_path: Path) -> None:
     await dest.write([])
     await dest.close()
     assert not path.exists()
+
+
+async def test_unexpected_sink_failure_still_answers_every_request(tmp_path: Path) -> None:
+    dest = create_destination("filesystem", str(tmp_path / "r.log"))
+
+    def broken(_data: bytes) -> None:
+        raise RuntimeError("sink bug")
+
+    dest._append = broken  # type: ignore[attr-defined]
+    results = await asyncio.wait_for(asyncio.gather(
+        *(dest.write([b"x"]) for _ in range(3)), return_exceptions=True), 5)
+    assert all(isinstance(r, LogWriteError) and "sink bug" in str(r) for r in results)
+    await dest.close()
