@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,6 @@ from bench.harness import (  # noqa: E402
 )
 from fleet.tls import ensure_dev_certificate  # noqa: E402
 
-STATUS_RE = re.compile(r"\[\s*(\d+)s\] hosts (\d+)/\d+ enrolled, (\d+) online")
 WATCH_SECONDS = 90
 
 
@@ -54,17 +52,14 @@ def storm(backend_name: str, hosts: int, start_period: float, workdir: Path, cer
                           "--tls_server_certs", server.cafile, "--status_interval", "1s",
                           "--duration", f"{WATCH_SECONDS}s",
                           "--json_summary", str(summary_path)])
-        out = subprocess.run(argv, capture_output=True, text=True, check=False)
+        subprocess.run(argv, capture_output=True, check=False)
     finally:
         server.stop()
         backend.drop()
-    all_online = None
-    for line in (out.stdout + out.stderr).splitlines():
-        m = STATUS_RE.search(line)
-        if m and int(m.group(3)) >= hosts:
-            all_online = int(m.group(1))
-            break
     summary = json.loads(summary_path.read_text())
+    # The summary keeps every status interval: the first one with all hosts online.
+    all_online = next((round(i["t_s"]) for i in summary["intervals"] if i["online"] >= hosts),
+                      None)
     return {"backend": backend.label(), "hosts": hosts, "start_period_s": start_period,
             "all_online_s": all_online,
             "enrolled": summary["hosts"]["enrolled"],
