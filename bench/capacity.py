@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -44,11 +43,12 @@ from bench.harness import (  # noqa: E402
     rss_bytes,
 )
 from fleet.tls import ensure_dev_certificate  # noqa: E402
+from osquery_perf.cli import SHORT, STATUS_EVERY  # noqa: E402
+from osquery_perf.stats import ENDPOINTS  # noqa: E402
 
 P99_LIMIT_MS = 500.0
 ERROR_LIMIT = 0.001
 BEHIND_LIMIT = 0.01  # share of hosts late for their interval by more than a second
-STATUS_RE = re.compile(r"\[\s*(?P<t>\d+)s\](?P<rest>.*)")
 # Agents reach the server through a shared pool, as behind a load balancer (one socket per
 # host would need 20,000+ file descriptors on both sides of this one machine).
 CONNECTIONS = 512
@@ -65,23 +65,6 @@ ENROLL_RATE = 100.0
 # After the last new host started: rounds slowed by the enroll burst finish, so the measured
 # window sees the steady state.
 SETTLE_SECONDS = 40.0
-
-
-def parse_status(line: str) -> dict[str, Any] | None:
-    """One periodic osquery-perf status line -> its figures (None if not a status line)."""
-    m = STATUS_RE.search(line)
-    if not m:
-        return None
-    rest = m.group("rest")
-    out: dict[str, Any] = {"t": int(m.group("t"))}
-    for name in ("enroll", "config", "read", "write", "log"):
-        v = re.search(rf"\b{name} ([\d.]+)", rest)
-        out[name] = float(v.group(1)) if v else 0.0
-    for name, pattern in (("p50", r"p50 ([\d.]+)ms"), ("p99", r"p99 ([\d.]+)ms"),
-                          ("errors", r"errors (\d+)"), ("behind", r"behind (\d+)")):
-        v = re.search(pattern, rest)
-        out[name] = float(v.group(1)) if v else 0.0
-    return out
 
 
 def run_step(server: Server, hosts: int, keys: Path, workdir: Path, *, measure: float,
@@ -112,15 +95,14 @@ def run_step(server: Server, hosts: int, keys: Path, workdir: Path, *, measure: 
         proc.wait(timeout=duration + 120)
         cpu_b, t_b = cpu_seconds(server.pid), time.monotonic()
     rss = rss_bytes(server.pid)
-    lines = [s for s in map(parse_status, err_path.read_text(errors="replace").splitlines())
-             if s is not None and s["t"] > warmup]
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    # The summary keeps the figures of every status line (one per STATUS_EVERY seconds).
+    lines = [i for i in summary.get("intervals", []) if i["t_s"] > warmup]
     window = max(len(lines), 1)
-    rates = {k: sum(s[k] for s in lines) / window for k in
-             ("enroll", "config", "read", "write", "log")}
+    rates = {SHORT[e]: sum(i["requests_per_s"][e] for i in lines) / window for e in ENDPOINTS}
     requests_total = sum(rates.values())
-    errors = sum(s["errors"] for s in lines)
-    served = requests_total * 5 * window or 1
+    errors = sum(i["errors"] for i in lines)
+    served = requests_total * STATUS_EVERY * window or 1
     return {
         "hosts": hosts,
         "server_cpu_percent": round(100 * (cpu_b - cpu_a) / (t_b - t_a), 1),
@@ -129,11 +111,12 @@ def run_step(server: Server, hosts: int, keys: Path, workdir: Path, *, measure: 
         "rss_mib_per_1000_hosts": round(rss / 2**20 / hosts * 1000, 2),
         "requests_per_second": round(requests_total, 1),
         "rates": {k: round(v, 1) for k, v in rates.items()},
-        "p50_ms": max((s["p50"] for s in lines), default=0.0),
-        "p99_ms": max((s["p99"] for s in lines), default=0.0),
+        "p50_ms": max((i["p50_ms"] for i in lines), default=0.0),
+        "p99_ms": max((i["p99_ms"] for i in lines), default=0.0),
         "error_rate": errors / served,
-        "behind_max": max((s["behind"] for s in lines), default=0.0),
-        "behind_median": sorted(s["behind"] for s in lines)[len(lines) // 2] if lines else 0.0,
+        "behind_max": max((i["behind_hosts"] for i in lines), default=0),
+        "behind_median": sorted(i["behind_hosts"] for i in lines)[len(lines) // 2]
+        if lines else 0,
         "per_endpoint": summary.get("latency_ms", {}),
         "perf_exit": proc.returncode,
     }
