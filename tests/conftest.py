@@ -2,7 +2,7 @@
 
 - `sqlite`: embedded SQLite file + in-process broker.
 - `mysql`: MySQL/MariaDB (FLEET_TEST_MYSQL_ADDRESS, default 127.0.0.1:3306, user root) +
-  Redis (FLEET_TEST_REDIS_ADDRESS, default 127.0.0.1:6379, database 14).
+  Redis (FLEET_TEST_REDIS_ADDRESS, default 127.0.0.1:6379, database FLEET_TEST_REDIS_DB or 14).
 Each test gets a fresh, migrated database. With CI=true an unreachable MySQL or Redis fails
 the run instead of skipping.
 """
@@ -29,7 +29,8 @@ MYSQL_ADDRESS = os.environ.get("FLEET_TEST_MYSQL_ADDRESS", "127.0.0.1:3306")
 MYSQL_USER = os.environ.get("FLEET_TEST_MYSQL_USERNAME", "root")
 MYSQL_PASSWORD = os.environ.get("FLEET_TEST_MYSQL_PASSWORD", "")
 REDIS_ADDRESS = os.environ.get("FLEET_TEST_REDIS_ADDRESS", "127.0.0.1:6379")
-REDIS_TEST_DB = 14
+# Parallel runs on one machine pick different databases (FLEET_TEST_REDIS_DB).
+REDIS_TEST_DB = int(os.environ.get("FLEET_TEST_REDIS_DB", "14"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 BACKENDS = ["sqlite", "mysql"]
