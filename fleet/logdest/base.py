@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Protocol
+
+log = logging.getLogger("fleet.logdest")
 
 
 class LogWriteError(Exception):
@@ -29,6 +32,9 @@ class ThreadedLineWriter:
     request at once. Batches are whole, so lines never interleave, and a request returns
     only after its lines reached the sink: a failure still reaches the agent as a 413.
     Subclasses supply `_append` (raising LogWriteError on failure) and `_release`.
+
+    A failing sink is logged once per episode (its first error, then one line when it
+    recovers with the number of batches refused meanwhile), not once per request.
     """
 
     def __init__(self) -> None:
@@ -36,6 +42,7 @@ class ThreadedLineWriter:
         self._queue: list[tuple[bytes, asyncio.Future[None]]] = []
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._refused = 0  # batches refused since the sink started failing
 
     def _append(self, data: bytes) -> None:
         raise NotImplementedError
@@ -81,6 +88,7 @@ class ThreadedLineWriter:
                 error = exc
             except Exception as exc:  # a bug in a sink must not leave requests waiting forever
                 error = LogWriteError(f"{type(exc).__name__}: {exc}")
+            self._note_outcome(error, len(batch))
             loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for _, future in batch:
                 loops.setdefault(future.get_loop(), []).append(future)
@@ -89,6 +97,17 @@ class ThreadedLineWriter:
                     loop.call_soon_threadsafe(_settle, futures, error)
                 except RuntimeError:  # that loop has closed: nobody is waiting any more
                     pass
+
+    def _note_outcome(self, error: LogWriteError | None, batches: int) -> None:
+        if error is not None:
+            if not self._refused:
+                log.error("log destination failing, agents keep their logs and retry: %s "
+                          "(logged once until it recovers)", error)
+            self._refused += batches
+        elif self._refused:
+            log.warning("log destination recovered after refusing %d batch(es)",
+                        self._refused)
+            self._refused = 0
 
 
 def _settle(futures: list[asyncio.Future[None]], error: LogWriteError | None) -> None:
