@@ -10,7 +10,18 @@ from typing import Any
 from fastapi import FastAPI
 
 from fleet.agent.routes import AgentFrontDoor
-from fleet.api import health, hosts, live, queries, secrets, sessions, setup, users, websocket
+from fleet.api import (
+    health,
+    home,
+    hosts,
+    live,
+    queries,
+    secrets,
+    sessions,
+    setup,
+    users,
+    websocket,
+)
 from fleet.api.errors import install_error_handlers
 from fleet.broker import create_broker
 from fleet.config import Config
@@ -56,6 +67,7 @@ def create_app(ctx: ServiceContext, *, owns_context: bool = False) -> Any:
     install_error_handlers(app)
     app.include_router(setup.router)
     app.include_router(health.router)
+    app.include_router(home.router)
     for prefix in FLEET_API_PREFIXES:
         for module in (sessions, users, hosts, queries, secrets, live):
             app.include_router(module.router, prefix=prefix)
