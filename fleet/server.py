@@ -26,6 +26,7 @@ from fleet.api.errors import install_error_handlers
 from fleet.broker import create_broker
 from fleet.config import Config
 from fleet.jobs import background
+from fleet.security_headers import SecurityHeaders
 from fleet.service.context import ServiceContext
 from fleet.store.db import create_database
 
@@ -72,7 +73,7 @@ def create_app(ctx: ServiceContext, *, owns_context: bool = False) -> Any:
         for module in (sessions, users, hosts, queries, secrets, live):
             app.include_router(module.router, prefix=prefix)
     app.include_router(websocket.router)
-    front = AgentFrontDoor(ctx, app)
+    front = AgentFrontDoor(ctx, SecurityHeaders(app, tls=ctx.cfg.server.tls))
     prefix = ctx.cfg.server.url_prefix
     return StripPrefix(front, prefix) if prefix else front
 

@@ -14,8 +14,10 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from fleet.core.errors import BadRequest, PayloadTooLarge
+from fleet.security_headers import AGENT_HEADERS
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+# Every agent answer may carry a node key or host configuration: never cached or sniffed.
+_JSON_HEADERS = [(b"content-type", b"application/json"), *AGENT_HEADERS]
 
 
 @dataclass(frozen=True, slots=True)
