@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from sqlalchemy.exc import DBAPIError
+
 from fleet.broker.base import HOST_INVALIDATION_CHANNEL, BrokerUnavailable
 from fleet.service import campaigns, sessions
 from fleet.service.context import ServiceContext
 from fleet.service.seen import FLUSH_INTERVAL
+from fleet.store.db import DatabaseUnavailable
 
 log = logging.getLogger("fleet.background")
 
@@ -21,8 +24,8 @@ async def flush_seen_forever(ctx: ServiceContext) -> None:
         await asyncio.sleep(FLUSH_INTERVAL)
         try:
             await ctx.seen.flush(ctx.db)
-        except Exception:
-            log.exception("flushing host seen times failed; will retry")
+        except Exception as exc:
+            _log_failure("flushing host seen times failed; will retry", exc)
 
 
 async def follow_invalidations(ctx: ServiceContext) -> None:
@@ -62,8 +65,8 @@ async def cleanups_forever(ctx: ServiceContext) -> None:
                 n = await job(ctx)
                 if n:
                     log.info("%s: %d", what, n)
-            except Exception:
-                log.exception("cleanup failed (%s); will retry", what)
+            except Exception as exc:
+                _log_failure(f"cleanup failed ({what}); will retry", exc)
 
 
 def start(ctx: ServiceContext) -> list[asyncio.Task[None]]:
@@ -78,5 +81,18 @@ async def stop(ctx: ServiceContext, tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     try:
         await ctx.seen.flush(ctx.db)
-    except Exception:
-        log.exception("final flush of host seen times failed")
+    except Exception as exc:
+        _log_failure("final flush of host seen times failed", exc)
+
+
+# A database or broker that is away: the loop retries, and a traceback would say nothing more.
+_OUTAGES = (DBAPIError, DatabaseUnavailable, BrokerUnavailable, OSError)
+
+
+def _log_failure(what: str, exc: Exception) -> None:
+    """One warning line for an outage (the driver's own message), a traceback for a bug."""
+    if isinstance(exc, _OUTAGES):
+        reason = exc.orig if isinstance(exc, DBAPIError) else exc
+        log.warning("%s: %s: %s", what, type(reason).__name__, reason)
+    else:
+        log.exception(what)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import logging
 import secrets
 from typing import Any
 
@@ -27,6 +28,8 @@ from fleet.service.context import ServiceContext
 from fleet.store import sessions as session_store
 from fleet.store import users as user_store
 from fleet.store.db import utcnow
+
+log = logging.getLogger("fleet.sessions")
 
 ACCESS_WRITE_INTERVAL = dt.timedelta(minutes=1)
 # Far-future expiry recorded for sessions that never expire (fits MySQL DATETIME).
@@ -109,17 +112,29 @@ async def login(ctx: ServiceContext, email: str, password: str, *,
                 client_ip: str) -> tuple[sa.Row[Any], str]:
     """Check the credentials and open a session: (user row, token). The same error for an
     unknown email and a wrong password; every attempt counts against the email+IP bucket."""
-    await _count_login_attempt(ctx, email, client_ip)
+    try:
+        await _count_login_attempt(ctx, email, client_ip)
+    except RateLimited:
+        _log_failed_login(email, client_ip, "too many attempts")
+        raise
     async with ctx.db.connect() as conn:
         user = await user_store.get_user_by_email(conn, email)
     if user is None or not user.enabled:
         await _burn_password_check(ctx.cfg, password)
+        _log_failed_login(email, client_ip, "no such user" if user is None else "user disabled")
         raise AuthenticationFailed(_FAILED)
     if not await verify_password(password, user.password):
+        _log_failed_login(email, client_ip, "wrong password")
         raise AuthenticationFailed(_FAILED)
     async with ctx.db.begin() as conn:
         token = await create_session(ctx.cfg, conn, user.id, api_only=user.api_only)
     return user, token
+
+
+def _log_failed_login(email: str, client_ip: str, reason: str) -> None:
+    """One line per failed login for the operator (never the password; the email quoted and
+    cut, since the client chose it)."""
+    log.warning("login failed for %r from %s: %s", email[:128], client_ip or "?", reason)
 
 
 async def authenticate(ctx: ServiceContext, token: str) -> Viewer:
