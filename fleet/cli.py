@@ -14,7 +14,15 @@ import uvicorn
 import yaml
 
 from fleet import __version__, config
-from fleet.store.db import Database, create_database
+from fleet.store.db import (
+    ER_ACCESS_DENIED,
+    ER_BAD_DB_ERROR,
+    Database,
+    create_database,
+    create_database_sql,
+    create_mysql_database,
+    mysql_error_code,
+)
 from fleet.store.migrate import apply_migrations, migration_status
 
 log = logging.getLogger("fleet")
@@ -42,8 +50,20 @@ def setup_logging(cfg: config.Config) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if cfg.logging.debug else logging.INFO)
-    # Alembic narrates every migration step at INFO; fleet prints its own summary.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+
+
+# Libraries whose INFO/DEBUG lines would bury fleet's own, even with --logging_debug (which
+# is for fleet's loggers): drivers, HTTP clients and servers, migrations (alembic narrates
+# every step; fleet prints its own summary). asyncmy logs every MySQL statement warning,
+# such as each duplicate skipped by INSERT IGNORE, so only its errors are kept.
+QUIET_LOGGERS = {
+    **dict.fromkeys(("aiosqlite", "sqlalchemy", "alembic", "httpx", "httpcore", "h11", "h2",
+                     "hpack", "websockets", "uvicorn", "asyncio", "redis", "multipart",
+                     "python_multipart"), logging.WARNING),
+    "asyncmy": logging.ERROR,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     return _serve(cfg, dev=args.dev)
 
 
+def _reason(exc: BaseException) -> object:
+    """The driver's own error for a database failure (one line, without SQLAlchemy's
+    "Background on this error" link), else the exception."""
+    return getattr(exc, "orig", None) or exc
+
+
 def _describe(cfg: config.Config) -> str:
     if cfg.mysql.address:
         return f"MySQL at {cfg.mysql.address}, database {cfg.mysql.database}"
@@ -94,7 +120,14 @@ def _describe(cfg: config.Config) -> str:
 async def _prepare_db(cfg: config.Config, *, no_prompt: bool) -> int:
     db = create_database(cfg)
     try:
-        status = await migration_status(db)
+        try:
+            status = await migration_status(db)
+        except Exception as exc:
+            if mysql_error_code(exc) not in (ER_BAD_DB_ERROR, *ER_ACCESS_DENIED):
+                raise  # MySQL answers "access denied" for a missing database too
+            if not await _create_mysql_database(cfg):
+                return 1
+            status = await migration_status(db)
         if status.complete:
             print("Migrations already completed. Nothing to do.")
             return 0
@@ -113,10 +146,33 @@ async def _prepare_db(cfg: config.Config, *, no_prompt: bool) -> int:
         print("Migrations completed.")
         return 0
     except Exception as exc:
-        print(f"Failed to start: migrating {_describe(cfg)}: {exc}", file=sys.stderr)
+        print(f"Failed to start: migrating {_describe(cfg)}: {_reason(exc)}", file=sys.stderr)
         return 1
     finally:
         await db.close()
+
+
+async def _create_mysql_database(cfg: config.Config) -> bool:
+    """Create the missing MySQL database, or say exactly what an administrator must run."""
+    name, user = cfg.mysql.database, cfg.mysql.username
+    try:
+        await create_mysql_database(cfg)
+    except Exception as exc:
+        orig = _reason(exc)
+        reason = orig.args[-1] if isinstance(orig, BaseException) and orig.args else orig
+        if mysql_error_code(exc) not in ER_ACCESS_DENIED:
+            print(f"Failed: creating the MySQL database {name} at {cfg.mysql.address}: "
+                  f"{reason}", file=sys.stderr)
+            return False
+        print(f"The MySQL database {name} at {cfg.mysql.address} does not exist or user "
+              f"{user} may not use it, and {user} may not create it: {reason}\n"
+              "Ask a MySQL administrator to run:\n"
+              f"  {create_database_sql(name)};\n"
+              f"  GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'%';\n"
+              "then run `fleet prepare db` again.", file=sys.stderr)
+        return False
+    print(f"Created the MySQL database {name} at {cfg.mysql.address} (utf8mb4).")
+    return True
 
 
 async def _check_migrations(db: Database, cfg: config.Config, *, dev: bool) -> bool:
@@ -167,10 +223,20 @@ def _serve(cfg: config.Config, *, dev: bool) -> int:
 
 
 async def _serve_async(cfg: config.Config, dev: bool) -> int:
-    from fleet import tls
+    from fleet import lifecycle, tls
     from fleet.server import build_context, create_app
     from fleet.service import secrets as secret_service
 
+    # Claim the database file and the port before any other work, so a second instance or a
+    # taken port fails at once with one line. The lock lives as long as this function.
+    lock = None if cfg.mysql.address else lifecycle.InstanceLock(cfg.sqlite.path)
+    try:
+        if lock is not None:
+            lock.acquire(f"serving {cfg.server.address}")
+        listener = lifecycle.listen(cfg.server.address)
+    except lifecycle.StartupError as exc:
+        print(f"Failed to start: {exc}", file=sys.stderr)
+        return 1
     try:
         ctx = await build_context(cfg)
     except Exception as exc:
@@ -182,16 +248,18 @@ async def _serve_async(cfg: config.Config, dev: bool) -> int:
         if cfg.packaging.global_enroll_secret:
             await secret_service.ensure_global_secret(ctx, cfg.packaging.global_enroll_secret)
     except Exception as exc:
-        print(f"Failed to start: {_describe(cfg)}: {exc}", file=sys.stderr)
+        hint = " (missing or not accessible: `fleet prepare db` creates it, or says what " \
+            "to ask an administrator for)" \
+            if mysql_error_code(exc) in (ER_BAD_DB_ERROR, *ER_ACCESS_DENIED) else ""
+        print(f"Failed to start: {_describe(cfg)}{hint}: {_reason(exc)}", file=sys.stderr)
         await ctx.broker.close()
         await ctx.db.close()
         return 1
-    host, _, port = cfg.server.address.rpartition(":")
-    uv = uvicorn.Config(
-        create_app(ctx, owns_context=True), host=host or "0.0.0.0", port=int(port),
+    uv = uvicorn.Config(  # serves on `listener`, passed to serve() below
+        create_app(ctx, owns_context=True),
         ssl_certfile=cfg.server.cert if cfg.server.tls else None,
         ssl_keyfile=cfg.server.key if cfg.server.tls else None,
-        log_level="debug" if cfg.logging.debug else "warning", access_log=False,
+        log_level="warning", access_log=False,  # --logging_debug is for fleet's own loggers
         timeout_keep_alive=300 if cfg.server.keepalive else 0, lifespan="on",
         ws_max_size=1 << 20, log_config=None, server_header=False,
         proxy_headers=False)  # client_ip() applies Fleet's header order itself
@@ -204,11 +272,18 @@ async def _serve_async(cfg: config.Config, dev: bool) -> int:
         return 1
     if uv.ssl is not None:
         tls.apply_profile(uv.ssl, cfg.server.tls_compatibility)
-    if not cfg.logging.disable_banner:
-        _banner(cfg)
-    server = uvicorn.Server(uv)
-    await server.serve()
+    server = lifecycle.Server(uv, on_started=lambda: _announce(cfg),
+                              shutdown_timeout=cfg.server.shutdown_timeout)
+    await server.serve(sockets=[listener])
     return 0 if server.started else 1
+
+
+def _announce(cfg: config.Config) -> None:
+    """Called once the server accepts connections."""
+    if cfg.logging.disable_banner:
+        log.info("serving on %s", cfg.server.address)
+    else:
+        _banner(cfg)
 
 
 def _banner(cfg: config.Config) -> None:

@@ -53,6 +53,19 @@ def parse_duration(text: str | int | float) -> float:
     return total
 
 
+def format_duration(seconds: float) -> str:
+    """Go-style duration that `parse_duration` reads back: 432000 -> `120h`, 90 -> `1m30s`."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{round(seconds * 1000, 3):g}ms"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    secs = round(secs, 6)
+    return ((f"{int(hours)}h" if hours else "") + (f"{int(minutes)}m" if minutes else "")
+            + (f"{secs:g}s" if secs else ""))
+
+
 def parse_bool(value: str | bool | int) -> bool:
     if isinstance(value, bool):
         return value
@@ -93,6 +106,8 @@ class Option:
     secret: bool = False
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    maximum: float | None = None
+    metavar: str = ""  # shown in --help; derived from the kind and key when empty
 
     @property
     def flag(self) -> str:
@@ -106,9 +121,32 @@ class Option:
         parsed = _PARSERS[self.kind](value)
         if self.choices and parsed not in self.choices:
             raise ValueError(f"{parsed!r} is not one of {', '.join(self.choices)}")
-        if self.minimum is not None and parsed < self.minimum:
-            raise ValueError(f"{parsed!r} is below the minimum of {self.minimum:g}")
+        low, high = self.minimum, self.maximum
+        if low is not None and high is not None and not low <= parsed <= high:
+            raise ValueError(f"{parsed!r} is out of range (allowed: {low:g} to {high:g})")
+        if low is not None and parsed < low:
+            raise ValueError(f"{parsed!r} is below the minimum of {low:g}")
+        if high is not None and parsed > high:
+            raise ValueError(f"{parsed!r} is above the maximum of {high:g}")
         return parsed
+
+    def show(self, value: Any) -> Any:
+        """The value as a user writes it: durations Go-style (`120h`), the rest unchanged."""
+        return format_duration(value) if self.kind == "duration" else value
+
+    @property
+    def help_metavar(self) -> str:
+        if self.metavar:
+            return self.metavar
+        if self.choices:
+            return "{" + ",".join(self.choices) + "}"
+        leaf = self.key.rpartition(".")[2]
+        if self.kind == "str" and leaf == "address":
+            return "HOST:PORT"
+        if self.kind == "str" and (leaf in ("path", "cert", "key")
+                                   or leaf.endswith(("_path", "_file"))):
+            return "PATH"
+        return {"str": "TEXT"}.get(self.kind, self.kind.upper())
 
 
 _LOG_PLUGINS = ("filesystem", "stdout")
@@ -152,14 +190,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("server.tls_compatibility", "str", "intermediate",
            "TLS profile: modern (TLS 1.3 only) or intermediate (TLS 1.2+)",
            choices=("modern", "intermediate")),
-    Option("server.url_prefix", "str", "", "path prefix under which everything is served"),
+    Option("server.url_prefix", "str", "", "path prefix under which everything is served",
+           metavar="/PREFIX"),
     Option("server.keepalive", "bool", True, "HTTP keep-alive"),
     Option("server.websockets_allow_unsafe_origin", "bool", False,
            "skip the Origin check on the live-query websocket"),
     Option("server.max_request_body_size", "int", 8 << 20,
            "largest accepted agent request body in bytes, after gunzip", minimum=1024),
+    Option("server.shutdown_timeout", "duration", 5.0,
+           "on SIGTERM/SIGINT, how long in-flight requests may finish before the server "
+           "closes every connection and exits", minimum=0),
     # Auth and sessions
-    Option("auth.bcrypt_cost", "int", 12, "bcrypt cost of password hashes", minimum=4),
+    Option("auth.bcrypt_cost", "int", 12, "bcrypt cost of password hashes (4 to 31)", minimum=4,
+           maximum=31),
     Option("auth.salt_key_size", "int", 24, "kept for compatibility; bcrypt salts itself",
            minimum=1),
     Option("session.key_size", "int", 64, "random bytes in a session token", minimum=16),
@@ -228,20 +271,25 @@ class Config(SimpleNamespace):
             *parents, leaf = opt.key.split(".")
             for p in parents:
                 node = node.setdefault(p, {})
-            node[leaf] = value
+            node[leaf] = opt.show(value)
         return out
 
 
 def add_option_flags(parser: argparse.ArgumentParser) -> None:
     """Add one flag per option (default None, so absence is distinguishable) plus --config."""
-    parser.add_argument("-c", "--config", dest="config_file", default=None,
+    parser.add_argument("-c", "--config", dest="config_file", default=None, metavar="PATH",
                         help="YAML configuration file")
     group = parser.add_argument_group("configuration options (also FLEET_* env vars)")
     for opt in OPTIONS:
+        default = opt.show(opt.default)
+        if isinstance(default, bool):
+            default = str(default).lower()
+        shown = f" (default {default})" if default != "" else ""
         kwargs: dict[str, Any] = {"dest": "opt__" + opt.key, "default": None,
-                                  "help": f"{opt.help} (default {opt.default!r})"}
+                                  "metavar": opt.help_metavar,
+                                  "help": (opt.help + shown).replace("%", "%%")}
         if opt.kind == "bool":
-            kwargs.update(nargs="?", const="true", metavar="BOOL")
+            kwargs.update(nargs="?", const="true")
         group.add_argument(opt.flag, **kwargs)
 
 

@@ -125,6 +125,35 @@ def database_url(cfg: Config) -> URL:
                       database=cfg.mysql.database, query={"charset": "utf8mb4"})
 
 
+# MySQL error codes: the database does not exist; the user may not create it.
+ER_BAD_DB_ERROR = 1049
+ER_ACCESS_DENIED = (1044, 1045, 1227)
+
+
+def mysql_error_code(exc: BaseException) -> int | None:
+    """The MySQL error number behind a SQLAlchemy/driver exception, if any."""
+    orig = getattr(exc, "orig", exc)
+    code = orig.args[0] if getattr(orig, "args", None) else None
+    return code if isinstance(code, int) else None
+
+
+def create_database_sql(name: str) -> str:
+    """The statement that creates the Fleet database with the character set it needs."""
+    quoted = "`" + name.replace("`", "``") + "`"
+    return f"CREATE DATABASE {quoted} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+
+
+async def create_mysql_database(cfg: Config) -> None:
+    """Create `mysql.database`, connecting without one; raises the driver's error (e.g.
+    access denied) for the caller to explain."""
+    engine = create_async_engine(database_url(cfg).set(database=""))
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text(create_database_sql(cfg.mysql.database)))
+    finally:
+        await engine.dispose()
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers proceed during writes; busy_timeout turns brief write contention
     # into a short wait instead of "database is locked".

@@ -81,3 +81,47 @@ def test_config_dump_redacts_secrets(capsys: pytest.CaptureFixture[str],
     assert "hunter2" not in out
     assert dumped["redis"]["address"] == "r:6379"
     assert dumped["server"]["address"] == "0.0.0.0:8080"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (5 * 86400.0, "120h"), (5.0, "5s"), (3600.0, "1h"), (90.0, "1m30s"), (0.0, "0s"),
+    (0.5, "500ms"), (5400.5, "1h30m0.5s"),
+])
+def test_durations_are_shown_go_style_and_read_back(seconds: float, text: str) -> None:
+    assert config.format_duration(seconds) == text
+    assert config.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("cost", ["3", "32", "100"])
+def test_bcrypt_cost_is_range_checked(cost: str) -> None:
+    with pytest.raises(config.ConfigError, match=r"auth\.bcrypt_cost .*allowed: 4 to 31"):
+        config.load(parse(["--auth_bcrypt_cost", cost]), {})
+    assert config.load(parse(["--auth_bcrypt_cost", "31"]), {}).auth.bcrypt_cost == 31
+
+
+def test_help_shows_metavars_and_readable_defaults() -> None:
+    parser = argparse.ArgumentParser()
+    config.add_option_flags(parser)
+    text = " ".join(parser.format_help().split())  # undo argparse's line wrapping
+    for needle in ("--mysql_address HOST:PORT", "--server_address HOST:PORT",
+                   "--session_duration DURATION", "session lifetime (e.g. 120h) (default 120h)",
+                   "--redis_connect_timeout DURATION", "(default 5s)",
+                   "--auth_bcrypt_cost INT", "--sqlite_path PATH", "--server_cert PATH",
+                   "--server_tls [BOOL]", "(default true)", "-c PATH, --config PATH",
+                   "--osquery_host_identifier {provided,instance,uuid,hostname}"):
+        assert needle in text, needle
+    assert "432000" not in text and "OPT__" not in text
+
+
+def test_config_dump_shows_durations_go_style_and_reads_back(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert cli.main(["config_dump", "--osquery_enroll_cooldown", "90s"]) == 0
+    out = capsys.readouterr().out
+    dumped = yaml.safe_load(out)
+    assert dumped["session"]["duration"] == "120h"
+    assert dumped["osquery"]["enroll_cooldown"] == "1m30s"
+    assert dumped["server"]["shutdown_timeout"] == "5s"
+    path = tmp_path / "dumped.yml"
+    path.write_text(out)
+    assert cli.main(["config_dump", "--config", str(path)]) == 0
+    assert capsys.readouterr().out == out

@@ -1,0 +1,153 @@
+"""The `fleet serve` process around uvicorn: start only when it can really serve, stop fast.
+
+- An embedded instance holds an exclusive lock on its SQLite file for its lifetime. A second
+  one would not corrupt the file, but its in-process broker and host cache would be blind to
+  the first's: live queries would reach half the agents, a deleted host would keep checking in.
+- The listening socket is bound (and listening) before anything is announced, so a taken port
+  is one clear line and exit 1, and the banner only appears once the address is really ours.
+- On SIGTERM/SIGINT, in-flight requests get `server.shutdown_timeout` to finish; idle
+  keep-alive connections are dropped at once (a graceful TLS close would wait up to 30 s for
+  each idle client's close_notify), and whatever is still open at the deadline is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import uvicorn
+
+log = logging.getLogger("fleet.server")
+
+BACKLOG = 2048  # uvicorn's default
+
+
+class StartupError(Exception):
+    """`fleet serve` cannot start; the message is the one line the operator sees."""
+
+
+class InstanceLock:
+    """An exclusive `flock` on `<database>.lock`, released when the process ends (even by
+    `kill -9`). The file names the holder, so the refusal can say who has it."""
+
+    def __init__(self, database: str) -> None:
+        self.database = Path(database).resolve()
+        self.path = self.database.with_name(self.database.name + ".lock")
+        self._file: IO[str] | None = None
+
+    def acquire(self, holder: str) -> None:
+        try:
+            fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the process
+        except OSError as exc:
+            raise StartupError(f"cannot create the instance lock {self.path}: "
+                               f"{exc.strerror}") from None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            other = fh.read().strip() or "another process"
+            fh.close()
+            raise StartupError(
+                f"the embedded database {self.database} is in use by another fleet serve "
+                f"({other}; lock {self.path}). Stop it, or give this instance its own "
+                "--sqlite_path; several instances need MySQL and Redis.") from None
+        fh.truncate(0)
+        fh.write(f"pid {os.getpid()}, {holder}\n")
+        fh.flush()
+        self._file = fh
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def listen(address: str) -> socket.socket:
+    """A socket bound to `host:port` and listening, or StartupError with the reason."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot listen on {address}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        hint = {errno.EADDRINUSE: " (another process is listening on that port)",
+                errno.EACCES: " (ports below 1024 need privileges)",
+                errno.EADDRNOTAVAIL: " (no local interface has that address)"}
+        raise StartupError(f"cannot listen on {address}: {exc.strerror}"
+                           f"{hint.get(exc.errno or 0, '')}") from None
+    sock.setblocking(False)
+    return sock
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server with an announcement once serving and a bounded, prompt stop."""
+
+    def __init__(self, config: uvicorn.Config, *, on_started: Callable[[], None],
+                 shutdown_timeout: float) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+        self.shutdown_timeout = shutdown_timeout
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_started()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.shutdown_timeout
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        state = self.server_state
+        # Idle connections close, busy ones close after their response, websockets get 1012.
+        for connection in list(state.connections):
+            connection.shutdown()
+        if state.tasks:
+            log.info("stopping: %d request(s) in flight, waiting up to %gs",
+                     len(state.tasks), self.shutdown_timeout)
+        if state.tasks and not self.force_exit:
+            await asyncio.wait(list(state.tasks), timeout=self.shutdown_timeout)
+        if state.tasks:
+            log.warning("stopping: %d request(s) still running after %gs, cancelled",
+                        len(state.tasks), self.shutdown_timeout)
+            # uvicorn would log each cancellation as a traceback; the line above says it all.
+            logging.getLogger("uvicorn.error").addFilter(_not_cancelled)
+            for task in list(state.tasks):
+                task.cancel()
+        # What is left is closing: drop each once its last response has left the buffer.
+        while state.connections and not self.force_exit and loop.time() < deadline:
+            for connection in list(state.connections):
+                if _transport(connection).get_write_buffer_size() == 0:
+                    _transport(connection).abort()
+            await asyncio.sleep(0.05)
+        for connection in list(state.connections):
+            _transport(connection).abort()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+
+def _not_cancelled(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and record.exc_info[0] is asyncio.CancelledError)
+
+
+def _transport(connection: Any) -> asyncio.Transport:
+    transport: asyncio.Transport = connection.transport  # every uvicorn protocol keeps one
+    return transport
+
