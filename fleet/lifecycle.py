@@ -27,6 +27,7 @@ import uvicorn
 log = logging.getLogger("fleet.server")
 
 BACKLOG = 2048  # uvicorn's default
+CANCEL_GRACE = 1.0  # seconds for cancelled requests to unwind
 
 
 class StartupError(Exception):
@@ -124,14 +125,8 @@ class Server(uvicorn.Server):
                      len(state.tasks), self.shutdown_timeout)
         if state.tasks and not self.force_exit:
             await asyncio.wait(list(state.tasks), timeout=self.shutdown_timeout)
-        if state.tasks:
-            log.warning("stopping: %d request(s) still running after %gs, cancelled",
-                        len(state.tasks), self.shutdown_timeout)
-            # uvicorn would log each cancellation as a traceback; the line above says it all.
-            logging.getLogger("uvicorn.error").addFilter(_not_cancelled)
-            for task in list(state.tasks):
-                task.cancel()
-        # What is left is closing: drop each once its last response has left the buffer.
+        # What is left is closing: drop each once its last response has left the buffer; at
+        # the deadline, drop the rest, so no request cancelled below can still answer.
         while state.connections and not self.force_exit and loop.time() < deadline:
             for connection in list(state.connections):
                 if _transport(connection).get_write_buffer_size() == 0:
@@ -139,6 +134,16 @@ class Server(uvicorn.Server):
             await asyncio.sleep(0.05)
         for connection in list(state.connections):
             _transport(connection).abort()
+        if state.tasks:
+            log.warning("stopping: %d request(s) still running after %gs, cancelled",
+                        len(state.tasks), self.shutdown_timeout)
+            # uvicorn would log each cancellation as a traceback; the line above says it all.
+            logging.getLogger("uvicorn.error").addFilter(_not_cancelled)
+            cancelled = list(state.tasks)
+            for task in cancelled:
+                task.cancel()
+            # Let their cleanups (closing a campaign, say) run before the database closes.
+            await asyncio.wait(cancelled, timeout=CANCEL_GRACE)
         if not self.force_exit:
             await self.lifespan.shutdown()
 
