@@ -26,6 +26,8 @@ from fleet.api.errors import install_error_handlers
 from fleet.broker import create_broker
 from fleet.config import Config
 from fleet.jobs import background
+from fleet.security_headers import ALWAYS as SECURITY_ALWAYS
+from fleet.security_headers import DEFAULTS as SECURITY_DEFAULTS
 from fleet.security_headers import SecurityHeaders
 from fleet.service.context import ServiceContext
 from fleet.store.db import create_database
@@ -107,7 +109,8 @@ async def _not_found(send: Any) -> None:
     body = b'{"message":"Resource Not Found","errors":[{"name":"base","reason":"not found"}]}'
     await send({"type": "http.response.start", "status": 404,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+                            (b"content-length", str(len(body)).encode()),
+                            *SECURITY_ALWAYS, *SECURITY_DEFAULTS]})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -95,3 +95,15 @@ async def test_plain_http_has_no_hsts_and_handlers_keep_their_own_policies() -> 
     assert r.headers["content-security-policy"] == "default-src 'self'"
     assert r.headers["x-frame-options"] == "DENY"
     assert r.headers["referrer-policy"] == "no-referrer"
+
+
+async def test_paths_outside_the_url_prefix_are_secured_too(ctx: ServiceContext) -> None:
+    ctx.cfg.server.url_prefix = "/fleet"
+    transport = httpx.ASGITransport(app=create_app(ctx))
+    async with httpx.AsyncClient(transport=transport, base_url="https://fleet.test") as c:
+        outside, inside = await c.get("/healthz"), await c.get("/fleet/healthz")
+    assert (outside.status_code, inside.status_code) == (404, 200)
+    for r in (outside, inside):
+        assert r.headers["cache-control"] == "no-store"
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["x-content-type-options"] == "nosniff"
