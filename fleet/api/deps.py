@@ -1,12 +1,17 @@
-"""FastAPI dependencies shared by the REST routers: the service context, the authenticated
-viewer (`Authorization: Bearer <token>`) and Fleet's list parameters."""
+"""What the REST routers share: their route class (Fleet's request conventions), strict
+request bodies, the service context, the authenticated viewer (`Authorization: Bearer
+<token>`) and Fleet's list parameters."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable, Coroutine, MutableMapping
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, params
+from fastapi.dependencies.utils import get_flat_params
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
+from starlette.responses import Response
 
 from fleet.core.authz import Viewer
 from fleet.core.errors import AuthenticationFailed, BadRequest, PermissionDenied
@@ -18,9 +23,47 @@ DEFAULT_PER_PAGE = 20
 
 
 class StrictBody(BaseModel):
-    """Base of request bodies: JSON values must have the declared type ("1" is not 1)."""
+    """Base of request bodies: JSON values must have the declared type ("1" is not 1), and a
+    key the endpoint does not know is an error, never ignored (an ignored filter key would
+    widen a bulk delete to every host)."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class FleetRoute(APIRoute):
+    """Fleet's request conventions FastAPI lacks: the body is JSON whatever its Content-Type
+    (Fleet decodes it regardless, so `curl -d '{...}'` works), and a query parameter the
+    endpoint does not take is a 400 naming it instead of being silently ignored."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        known = frozenset(field.alias for field in get_flat_params(self.dependant)
+                          if isinstance(field.field_info, params.Query))
+        takes_body = self.body_field is not None
+
+        async def handle(request: Request) -> Response:
+            for key in request.query_params:
+                if key not in known:
+                    raise BadRequest(f"unsupported query parameter: {key}", name=key)
+            if takes_body:
+                _read_body_as_json(request.scope)
+            return await handler(request)
+
+        return handle
+
+
+def _read_body_as_json(scope: MutableMapping[str, Any]) -> None:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == b"content-type" and value.startswith(b"application/json"):
+            return
+    scope["headers"] = [*(h for h in headers if h[0] != b"content-type"),
+                        (b"content-type", b"application/json")]
+
+
+def rest_router(**kwargs: Any) -> APIRouter:
+    """The router every REST module uses."""
+    return APIRouter(route_class=FleetRoute, **kwargs)
 
 
 def get_ctx(request: Request) -> ServiceContext:

@@ -2,9 +2,9 @@
 
 Every non-2xx answer is `{"message", "errors": [{"name", "reason"}], "uuid"}`: domain errors
 (`fleet.core.errors`) carry their own status; request parsing problems become 400 (malformed
-or missing JSON body, bad query or path parameters) or 422 (a body field of the wrong type or
-missing); duplicate keys 409; anything unexpected 500, logged with its traceback and the uuid
-the client sees, and never described to the client.
+or missing JSON body, bad query or path parameters, a body key the endpoint does not know)
+or 422 (a body field of the wrong type or missing); duplicate keys 409; anything unexpected
+500, logged with its traceback and the uuid the client sees, and never described to it.
 """
 
 from __future__ import annotations
@@ -69,6 +69,10 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
         return error_response(400, "Bad request", "json decoder error")
     if loc == ("body",):
         return error_response(400, "Bad request", "Expected JSON Body")
+    if first.get("type") == "extra_forbidden":
+        kind = "filter key" if "filters" in loc else "key"
+        return error_response(400, "Bad request", f"unknown {kind}: {loc[-1]}",
+                              name=str(loc[-1]))
     if loc[0] != "body":  # query, path or header parameter
         return error_response(400, "Bad request", f"invalid {_field(loc)}: {first['msg']}",
                               name=_field(loc))

@@ -7,17 +7,17 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import Query
 from starlette.responses import Response
 
-from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody
+from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.core import hoststatus
 from fleet.service import host_admin
 from fleet.store.db import utcnow
 from fleet.store.host_search import HOST_FIELDS
 
-router = APIRouter(strict_content_type=False)
+router = rest_router()
 
 StatusParam = Annotated[Literal["online", "offline", "new", "missing", "mia"] | None, Query()]
 

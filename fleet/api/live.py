@@ -4,33 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from fleet.api.deps import Ctx, CurrentViewer
+from fleet.api.deps import Ctx, CurrentViewer, StrictBody, rest_router
 from fleet.service import campaigns
 
-router = APIRouter(tags=["live queries"])
+router = rest_router(tags=["live queries"])
 
 
-class Selected(BaseModel):
+class Selected(StrictBody):
     hosts: list[int] = Field(default_factory=list)
     labels: list[int] = Field(default_factory=list)
     teams: list[int] = Field(default_factory=list)
 
 
-class RunRequest(BaseModel):
+class RunRequest(StrictBody):
     query: str | None = None
     query_id: int | None = None
     selected: Selected = Field(default_factory=Selected)
 
 
-class SelectedByIdentifiers(BaseModel):
+class SelectedByIdentifiers(StrictBody):
     hosts: list[str] = Field(default_factory=list)
     labels: list[str] = Field(default_factory=list)
 
 
-class RunByIdentifiersRequest(BaseModel):
+class RunByIdentifiersRequest(StrictBody):
     query: str | None = None
     query_id: int | None = None
     selected: SelectedByIdentifiers = Field(default_factory=SelectedByIdentifiers)
@@ -58,7 +57,7 @@ async def run_query_by_identifiers(body: RunByIdentifiersRequest, ctx: Ctx,
     return await _campaign_json(ctx, campaign)
 
 
-class HostQueryRequest(BaseModel):
+class HostQueryRequest(StrictBody):
     query: str
 
 
@@ -82,7 +81,7 @@ async def run_host_query(host_id: int, body: HostQueryRequest, ctx: Ctx,
     return out
 
 
-class SavedQueryRunRequest(BaseModel):
+class SavedQueryRunRequest(StrictBody):
     host_ids: list[int]
 
 

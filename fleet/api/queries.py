@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter
 from starlette.responses import Response
 
-from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody
+from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.service import queries as service
 
-router = APIRouter(strict_content_type=False)
+router = rest_router()
 
 
 def _common(row: sa.RowMapping) -> dict[str, Any]:

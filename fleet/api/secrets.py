@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.responses import Response
 
-from fleet.api.deps import Ctx, CurrentViewer, StrictBody
+from fleet.api.deps import Ctx, CurrentViewer, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.service import secrets as service
 
-router = APIRouter(strict_content_type=False)
+router = rest_router()
 
 
 

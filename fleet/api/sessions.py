@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.responses import Response
 
-from fleet.api.deps import AnyViewer, Ctx, StrictBody
+from fleet.api.deps import AnyViewer, Ctx, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.api.users import user_json
 from fleet.service import sessions, users
 
-router = APIRouter(strict_content_type=False)
+router = rest_router()
 
 
 class LoginBody(StrictBody):

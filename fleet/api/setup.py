@@ -3,17 +3,16 @@ server URL and the global enroll secret. Answers 409 "setup already completed" a
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.responses import Response
 
-from fleet.api.deps import Ctx, StrictBody
+from fleet.api.deps import Ctx, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.api.users import user_json
 from fleet.core.errors import ValidationFailed
 from fleet.service import app_config
 from fleet.service.users import NewUser
 
-router = APIRouter(strict_content_type=False)
+router = rest_router()
 
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter
 from pydantic import Field
 from starlette.responses import Response
 
-from fleet.api.deps import AnyViewer, Ctx, CurrentViewer, ListParams, StrictBody
+from fleet.api.deps import AnyViewer, Ctx, CurrentViewer, ListParams, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.core.authz import Role
 from fleet.service import users as service
 
-router = APIRouter(strict_content_type=False)
+router = rest_router()
 
 # Bodies are strict (no "1" for 1, no "yes" for true), but an enum arrives as its JSON string.
 RoleName = Annotated[Role, Field(strict=False)]

@@ -1,0 +1,62 @@
+"""REST input the endpoints do not take is refused with a 4xx naming it, never ignored:
+unknown body keys (an ignored filter key once widened a bulk delete to every host) and
+unknown query parameters. Bodies are JSON whatever their Content-Type, as in Fleet."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.conftest import Api, assert_error
+from tests.integration.test_api_hosts import count, insert_host
+
+
+async def test_bulk_delete_with_an_unknown_filter_key_deletes_nothing(admin_api: Api) -> None:
+    for _ in range(3):
+        await insert_host(admin_api.ctx)
+    r = await admin_api.request("POST", "/hosts/delete", json={"filters": {"os_name": "macOS"}})
+    body = assert_error(r, 400, "Bad request", name="os_name")
+    assert body["errors"][0]["reason"] == "unknown filter key: os_name"
+    assert await count(admin_api) == 3
+    r = await admin_api.request("POST", "/hosts/delete", json={"ids": [], "everything": True})
+    assert_error(r, 400, "Bad request", name="everything")
+    assert await count(admin_api) == 3
+
+
+async def test_unknown_body_keys_are_refused(admin_api: Api) -> None:
+    r = await admin_api.request("POST", "/queries", json={"name": "q", "query": "SELECT 1",
+                                                          "intervall": 60})
+    body = assert_error(r, 400, "Bad request", name="intervall")
+    assert body["errors"][0]["reason"] == "unknown key: intervall"
+    r = await admin_api.request("POST", "/spec/queries", json={
+        "specs": [{"name": "q", "query": "SELECT 1", "colour": "red"}]})
+    assert_error(r, 400, "Bad request", name="colour")
+    r = await admin_api.request("GET", "/queries")
+    assert r.status_code == 200 and r.json()["queries"] == []
+
+
+@pytest.mark.parametrize("path", ["/hosts", "/hosts/count", "/queries", "/users"])
+async def test_list_endpoints_refuse_unknown_query_parameters(admin_api: Api, path: str) -> None:
+    r = await admin_api.request("GET", path, params={"os_name": "macOS"})
+    body = assert_error(r, 400, "Bad request", name="os_name")
+    assert body["errors"][0]["reason"] == "unsupported query parameter: os_name"
+    r = await admin_api.request("GET", path, params={"page": 0, "per_page": 5, "query": "x"})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded",
+                                          "text/plain"])
+async def test_bodies_are_json_whatever_the_content_type(api: Api,
+                                                         content_type: str | None) -> None:
+    await api.setup()
+    headers = api.auth(api.admin_token)
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    r = await api.client.post("/api/v1/fleet/login", headers=headers,
+                              content=b'{"email": "admin@example.com", '
+                                      b'"password": "correct-horse-1!"}')
+    assert r.status_code == 200, r.text
+    r = await api.client.post("/api/latest/fleet/queries", headers=headers,
+                              content=b'{"name": "curl", "query": "SELECT 1"}')
+    assert r.status_code == 200 and r.json()["query"]["name"] == "curl", r.text
+    r = await api.client.post("/api/latest/fleet/queries", headers=headers, content=b"name=x")
+    assert_error(r, 400, "Bad request")
