@@ -10,9 +10,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, params
 from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from starlette.responses import Response
 
+from fleet.api.fields import PAGE_MAX
 from fleet.core.authz import Viewer
 from fleet.core.errors import AuthenticationFailed, BadRequest, PermissionDenied
 from fleet.service.context import ServiceContext
@@ -28,6 +29,18 @@ class StrictBody(BaseModel):
     widen a bulk delete to every host)."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _valid_unicode(cls, value: Any) -> Any:
+        """A lone surrogate (`"\\ud800"` in JSON) is no text: the database cannot store it."""
+        for item in value if isinstance(value, list) else (value,):
+            if isinstance(item, str) and not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    raise ValueError("must be valid Unicode (no lone surrogates)") from None
+        return value
 
 
 class FleetRoute(APIRoute):
@@ -102,8 +115,8 @@ CurrentViewer = Annotated[Viewer, Depends(current_viewer)]
 
 
 def list_options(
-    page: Annotated[int | None, Query()] = None,
-    per_page: Annotated[int | None, Query()] = None,
+    page: Annotated[int | None, Query(le=PAGE_MAX)] = None,
+    per_page: Annotated[int | None, Query(le=PAGE_MAX)] = None,
     order_key: Annotated[str | None, Query()] = None,
     order_direction: Annotated[Literal["asc", "desc"] | None, Query()] = None,
     query: Annotated[str, Query()] = "",

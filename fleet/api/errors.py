@@ -3,8 +3,9 @@
 Every non-2xx answer is `{"message", "errors": [{"name", "reason"}], "uuid"}`: domain errors
 (`fleet.core.errors`) carry their own status; request parsing problems become 400 (malformed
 or missing JSON body, bad query or path parameters, a body key the endpoint does not know)
-or 422 (a body field of the wrong type or missing); duplicate keys 409; anything unexpected
-500, logged with its traceback and the uuid the client sees, and never described to it.
+or 422 (a body field of the wrong type, missing or out of bounds, or a value the database
+refused); duplicate keys 409; anything unexpected 500, logged with its traceback and the
+uuid the client sees, and never described to it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -87,6 +88,13 @@ async def _integrity_error(_request: Request, exc: Exception) -> Response:
     return error_response(422, "Validation Failed", "constraint violated")
 
 
+async def _data_error(_request: Request, exc: Exception) -> Response:
+    """The database refused a value (MySQL `Data too long`, `Incorrect string value`, out of
+    range): bad input the field bounds (`fleet.api.fields`) did not catch, so 422, not 500."""
+    log.warning("database refused a request value: %s", getattr(exc, "orig", exc))
+    return error_response(422, "Validation Failed", "a value does not fit its database column")
+
+
 async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     messages = {404: "Resource Not Found", 405: "Method Not Allowed"}
@@ -128,5 +136,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FleetError, _fleet_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(_CatchAll)

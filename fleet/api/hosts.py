@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody, rest_router
 from fleet.api.errors import json_response
+from fleet.api.fields import Id, IdParam, PathId
 from fleet.core import hoststatus
 from fleet.service import host_admin
 from fleet.store.db import utcnow
@@ -59,7 +60,7 @@ async def list_hosts(ctx: Ctx, viewer: CurrentViewer, opts: ListParams,
 @router.get("/hosts/count")
 async def count_hosts(ctx: Ctx, viewer: CurrentViewer, opts: ListParams,
                       status: StatusParam = None,
-                      label_id: Annotated[int | None, Query()] = None) -> Response:
+                      label_id: IdParam = None) -> Response:
     count = await host_admin.count_hosts(ctx, viewer, opts, status, label_id)
     return json_response({"count": count})
 
@@ -70,7 +71,7 @@ async def get_host_by_identifier(identifier: str, ctx: Ctx, viewer: CurrentViewe
 
 
 @router.get("/hosts/{host_id:int}")
-async def get_host(host_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
+async def get_host(host_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Response:
     return _detail(await host_admin.get_host(ctx, viewer, host_id))
 
 
@@ -78,12 +79,12 @@ async def get_host(host_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
 class BulkFilters(StrictBody):
     query: str = ""
     status: Literal["online", "offline", "new", "missing", "mia"] | None = None
-    label_id: int | None = None
-    team_id: int | None = None
+    label_id: Id | None = None
+    team_id: Id | None = None
 
 
 class BulkDelete(StrictBody):
-    ids: list[int] | None = None
+    ids: list[Id] | None = None
     filters: BulkFilters | None = None
 
 
@@ -96,6 +97,6 @@ async def delete_hosts(body: BulkDelete, ctx: Ctx, viewer: CurrentViewer) -> Res
 
 
 @router.delete("/hosts/{host_id:int}")
-async def delete_host(host_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
+async def delete_host(host_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Response:
     await host_admin.delete_host(ctx, viewer, host_id)
     return json_response({})

@@ -7,20 +7,21 @@ from typing import Any
 from pydantic import Field
 
 from fleet.api.deps import Ctx, CurrentViewer, StrictBody, rest_router
+from fleet.api.fields import Id, PathId
 from fleet.service import campaigns
 
 router = rest_router(tags=["live queries"])
 
 
 class Selected(StrictBody):
-    hosts: list[int] = Field(default_factory=list)
-    labels: list[int] = Field(default_factory=list)
-    teams: list[int] = Field(default_factory=list)
+    hosts: list[Id] = Field(default_factory=list)
+    labels: list[Id] = Field(default_factory=list)
+    teams: list[Id] = Field(default_factory=list)
 
 
 class RunRequest(StrictBody):
     query: str | None = None
-    query_id: int | None = None
+    query_id: Id | None = None
     selected: Selected = Field(default_factory=Selected)
 
 
@@ -31,7 +32,7 @@ class SelectedByIdentifiers(StrictBody):
 
 class RunByIdentifiersRequest(StrictBody):
     query: str | None = None
-    query_id: int | None = None
+    query_id: Id | None = None
     selected: SelectedByIdentifiers = Field(default_factory=SelectedByIdentifiers)
 
 
@@ -61,8 +62,8 @@ class HostQueryRequest(StrictBody):
     query: str
 
 
-@router.post("/hosts/{host_id}/query")
-async def run_host_query(host_id: int, body: HostQueryRequest, ctx: Ctx,
+@router.post("/hosts/{host_id:int}/query")
+async def run_host_query(host_id: PathId, body: HostQueryRequest, ctx: Ctx,
                          viewer: CurrentViewer) -> dict[str, Any]:
     """Run SQL on one host and wait for its answer (offline hosts answer at once)."""
     status = await campaigns.host_status(ctx, host_id)
@@ -82,11 +83,11 @@ async def run_host_query(host_id: int, body: HostQueryRequest, ctx: Ctx,
 
 
 class SavedQueryRunRequest(StrictBody):
-    host_ids: list[int]
+    host_ids: list[Id]
 
 
-@router.post("/queries/{query_id}/run")
-async def run_saved_query(query_id: int, body: SavedQueryRunRequest, ctx: Ctx,
+@router.post("/queries/{query_id:int}/run")
+async def run_saved_query(query_id: PathId, body: SavedQueryRunRequest, ctx: Ctx,
                           viewer: CurrentViewer) -> dict[str, Any]:
     campaign, answers = await campaigns.run_sync(
         ctx, viewer, sql=None, query_id=query_id, host_ids=body.host_ids,

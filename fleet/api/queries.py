@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from starlette.responses import Response
 
 from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody, rest_router
 from fleet.api.errors import json_response
+from fleet.api.fields import Id, PathId, fits
 from fleet.service import queries as service
+from fleet.store.schema import queries
 
 router = rest_router()
 
@@ -35,16 +37,22 @@ def spec_json(row: sa.RowMapping) -> dict[str, Any]:
 
 
 
+Name = Annotated[str, fits(queries.c.name)]
+Interval = Annotated[int, fits(queries.c.schedule_interval)]
+Platform = Annotated[str, fits(queries.c.platform)]
+MinVersion = Annotated[str, fits(queries.c.min_osquery_version)]
+
+
 class QueryFields(StrictBody):
     """Optional fields of a query; only those sent are passed on (PATCH semantics)."""
 
-    name: str | None = None
+    name: Name | None = None
     query: str | None = None
     description: str | None = None
     observer_can_run: bool | None = None
-    interval: int | None = None
-    platform: str | None = None
-    min_osquery_version: str | None = None
+    interval: Interval | None = None
+    platform: Platform | None = None
+    min_osquery_version: MinVersion | None = None
     automations_enabled: bool | None = None
     logging: str | None = None
     discard_data: bool | None = None
@@ -57,20 +65,20 @@ class QueryFields(StrictBody):
 
 
 class CreateQueryBody(QueryFields):
-    name: str
+    name: Name
     query: str
 
 
 class QuerySpec(StrictBody):
-    name: str
+    name: Name
     query: str
     description: str = ""
     team: str = ""
-    interval: int = 0
+    interval: Interval = 0
     observer_can_run: bool = False
     automations_enabled: bool = False
-    platform: str = ""
-    min_osquery_version: str = ""
+    platform: Platform = ""
+    min_osquery_version: MinVersion = ""
     logging: str = "snapshot"
     discard_data: bool = False
 
@@ -80,7 +88,7 @@ class QuerySpecsBody(StrictBody):
 
 
 class DeleteQueriesBody(StrictBody):
-    ids: list[int]
+    ids: list[Id]
 
 
 @router.get("/queries")
@@ -94,7 +102,7 @@ async def list_queries(ctx: Ctx, viewer: CurrentViewer, opts: ListParams) -> Res
 
 
 @router.get("/queries/{query_id:int}")
-async def get_query(query_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
+async def get_query(query_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Response:
     return json_response({"query": query_json(await service.get_query(ctx, viewer, query_id))})
 
 
@@ -105,7 +113,7 @@ async def create_query(body: CreateQueryBody, ctx: Ctx, viewer: CurrentViewer) -
 
 
 @router.patch("/queries/{query_id:int}")
-async def modify_query(query_id: int, body: QueryFields, ctx: Ctx,
+async def modify_query(query_id: PathId, body: QueryFields, ctx: Ctx,
                        viewer: CurrentViewer) -> Response:
     row = await service.modify_query(ctx, viewer, query_id, body.sent())
     return json_response({"query": query_json(row)})
@@ -117,7 +125,7 @@ async def delete_queries(body: DeleteQueriesBody, ctx: Ctx, viewer: CurrentViewe
 
 
 @router.delete("/queries/id/{query_id:int}")
-async def delete_query_by_id(query_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
+async def delete_query_by_id(query_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Response:
     await service.delete_query(ctx, viewer, query_id)
     return json_response({})
 

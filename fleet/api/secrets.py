@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from starlette.responses import Response
 
 from fleet.api.deps import Ctx, CurrentViewer, StrictBody, rest_router
 from fleet.api.errors import json_response
+from fleet.api.fields import fits
 from fleet.service import secrets as service
+from fleet.store.schema import enroll_secrets
 
 router = rest_router()
 
 
 
 class SecretItem(StrictBody):
-    secret: str
+    secret: Annotated[str, fits(enroll_secrets.c.secret)]
 
 
 class SecretsSpec(StrictBody):

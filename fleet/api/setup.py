@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from fleet.api.deps import Ctx, StrictBody, rest_router
 from fleet.api.errors import json_response
-from fleet.api.users import user_json
+from fleet.api.users import Email, Name, user_json
 from fleet.core.errors import ValidationFailed
 from fleet.service import app_config
 from fleet.service.users import NewUser
@@ -18,8 +18,8 @@ router = rest_router()
 
 class SetupAdmin(StrictBody):
     admin: bool = True
-    email: str
-    name: str
+    email: Email
+    name: Name
     password: str
     password_confirmation: str | None = None
 

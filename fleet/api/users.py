@@ -10,8 +10,10 @@ from starlette.responses import Response
 
 from fleet.api.deps import AnyViewer, Ctx, CurrentViewer, ListParams, StrictBody, rest_router
 from fleet.api.errors import json_response
+from fleet.api.fields import PathId, fits
 from fleet.core.authz import Role
 from fleet.service import users as service
+from fleet.store.schema import users
 
 router = rest_router()
 
@@ -29,21 +31,26 @@ def user_json(row: sa.Row[Any]) -> dict[str, Any]:
     }
 
 
+Email = Annotated[str, fits(users.c.email)]
+Name = Annotated[str, fits(users.c.name)]
+Position = Annotated[str, fits(users.c.position)]
+
+
 class CreateUserBody(StrictBody):
-    email: str
-    name: str
+    email: Email
+    name: Name
     password: str | None = None
     global_role: RoleName = Role.OBSERVER
     api_only: bool = False
     admin_forced_password_reset: bool | None = None
     sso_enabled: bool = False
-    position: str = ""
+    position: Position = ""
 
 
 class ModifyUserBody(StrictBody):
-    name: str | None = None
-    email: str | None = None
-    position: str | None = None
+    name: Name | None = None
+    email: Email | None = None
+    position: Position | None = None
     global_role: RoleName | None = None
     new_password: str | None = None
     password: str | None = None
@@ -73,12 +80,12 @@ async def list_users(ctx: Ctx, viewer: CurrentViewer, opts: ListParams) -> Respo
 
 
 @router.get("/users/{user_id:int}")
-async def get_user(user_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
+async def get_user(user_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Response:
     return json_response({"user": user_json(await service.get_user(ctx, viewer, user_id))})
 
 
 @router.patch("/users/{user_id:int}")
-async def modify_user(user_id: int, body: ModifyUserBody, ctx: Ctx,
+async def modify_user(user_id: PathId, body: ModifyUserBody, ctx: Ctx,
                       viewer: CurrentViewer) -> Response:
     changes = service.UserChanges(**body.model_dump())
     row = await service.modify_user(ctx, viewer, user_id, changes)
@@ -86,7 +93,7 @@ async def modify_user(user_id: int, body: ModifyUserBody, ctx: Ctx,
 
 
 @router.delete("/users/{user_id:int}")
-async def delete_user(user_id: int, ctx: Ctx, viewer: CurrentViewer) -> Response:
+async def delete_user(user_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Response:
     await service.delete_user(ctx, viewer, user_id)
     return json_response({})
 
@@ -96,7 +103,7 @@ class RequireResetBody(StrictBody):
 
 
 @router.post("/users/{user_id:int}/require_password_reset")
-async def require_password_reset(user_id: int, body: RequireResetBody, ctx: Ctx,
+async def require_password_reset(user_id: PathId, body: RequireResetBody, ctx: Ctx,
                                  viewer: CurrentViewer) -> Response:
     row = await service.require_password_reset(ctx, viewer, user_id, body.require)
     return json_response({"user": user_json(row)})

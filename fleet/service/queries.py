@@ -22,6 +22,7 @@ from fleet.service.context import ServiceContext
 from fleet.store import queries as store
 from fleet.store.db import utcnow
 from fleet.store.host_search import ListOptions
+from fleet.store.schema import max_chars, queries
 
 LOGGING_TYPES = ("snapshot", "differential", "differential_ignore_removals")
 PLATFORMS = ("darwin", "windows", "linux", "chrome")
@@ -187,8 +188,10 @@ async def create_unsaved_query(ctx: ServiceContext, viewer: Viewer, sql: str) ->
     viewer.require(Action.RUN_NEW_QUERIES)
     _check("query", sql)
     now = utcnow()
+    # A 255-character email must not push the name past its column.
+    name = f"distributed_{viewer.email}"[:max_chars(queries.c.name) - 20] + f"_{time.time_ns()}"
     async with ctx.db.begin() as conn:
         return await store.insert_query(conn, {
-            **_columns(DEFAULTS), "name": f"distributed_{viewer.email}_{time.time_ns()}",
+            **_columns(DEFAULTS), "name": name,
             "query": sql, "created_at": now, "updated_at": now, "saved": False,
             "author_id": viewer.user_id})

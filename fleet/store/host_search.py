@@ -22,7 +22,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from fleet.core import hoststatus
 from fleet.core.errors import BadRequest
-from fleet.store.schema import TS, host_seen_times, hosts, label_membership, labels
+from fleet.store.schema import INT64_MAX, TS, host_seen_times, hosts, label_membership, labels
 
 # ----------------------------------------------------------------------------------------------
 # Listing helpers (shared by users, queries and hosts)
@@ -55,11 +55,36 @@ def apply_list_options(stmt: sa.Select[Any], opts: ListOptions,
         column = sortable.get(opts.order_key)
         if column is None:
             raise BadRequest(f"invalid order_key: {opts.order_key}", name="order_key")
+        if isinstance(column.type, sa.String):
+            column = case_insensitive(column)
         stmt = stmt.order_by(column.desc() if opts.descending else column.asc())
     stmt = stmt.order_by(tiebreak.desc() if opts.descending else tiebreak.asc())
     if opts.per_page is not None:
-        stmt = stmt.limit(opts.per_page + (1 if peek else 0)).offset(opts.page * opts.per_page)
+        # Pages past any real table still bind: both drivers take at most a signed 64 bits.
+        limit = min(opts.per_page + (1 if peek else 0), INT64_MAX)
+        stmt = stmt.limit(limit).offset(min(opts.page * opts.per_page, INT64_MAX))
     return stmt
+
+
+class case_insensitive(FunctionElement[str]):
+    """A string column as ORDER BY should compare it: case-insensitively, as MySQL's default
+    collation already does (so there it stays the bare column and keeps using its index);
+    SQLite compares bytes unless told NOCASE."""
+
+    type = sa.String()
+    name = "case_insensitive"
+    inherit_cache = True
+
+
+@compiles(case_insensitive)
+def _case_insensitive(element: case_insensitive, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(next(iter(element.clauses)), **kw)
+
+
+@compiles(case_insensitive, "sqlite")
+def _case_insensitive_sqlite(element: case_insensitive, compiler: SQLCompiler,
+                             **kw: Any) -> str:
+    return f"{compiler.process(next(iter(element.clauses)), **kw)} COLLATE NOCASE"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ and operator habits carry over.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
@@ -21,6 +23,22 @@ TEXT = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
 
 def _str(n: int = 255) -> sa.String:
     return sa.String(n)
+
+
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+
+def max_chars(column: sa.Column[Any]) -> int:
+    """The most characters a VARCHAR column holds (MySQL refuses longer values)."""
+    assert isinstance(column.type, sa.String) and column.type.length, column
+    return int(column.type.length)
+
+
+def max_int(column: sa.Column[Any]) -> int:
+    """The largest value an integer column holds on MySQL (INT or BIGINT)."""
+    assert isinstance(column.type, sa.Integer), column
+    return INT64_MAX if isinstance(column.type, sa.BigInteger) else INT32_MAX
 
 
 hosts = sa.Table(

@@ -263,3 +263,17 @@ async def test_bulk_delete_rejects_ambiguous_requests(admin_api: Api) -> None:
     r = await admin_api.request("POST", "/hosts/delete", json={"filters": {"status": "asleep"}})
     assert r.status_code == 422, r.text
     assert await count(admin_api) == 1
+
+
+async def test_hostname_sort_ignores_case_on_both_backends(admin_api: Api) -> None:
+    for name in ("beta", "Alpha", "alpha", "Gamma"):
+        await insert_host(admin_api.ctx, hostname=name)
+    assert await hostnames(admin_api, order_key="hostname") == ["Alpha", "alpha", "beta",
+                                                                "Gamma"]
+    assert await hostnames(admin_api, order_key="hostname", order_direction="desc") == [
+        "Gamma", "beta", "alpha", "Alpha"]
+
+
+async def test_pages_far_past_the_end_are_empty(admin_api: Api) -> None:
+    await insert_host(admin_api.ctx)
+    assert await hostnames(admin_api, page=2**62, per_page=2**62) == []
