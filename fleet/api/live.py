@@ -66,20 +66,10 @@ class HostQueryRequest(StrictBody):
 async def run_host_query(host_id: PathId, body: HostQueryRequest, ctx: Ctx,
                          viewer: CurrentViewer) -> dict[str, Any]:
     """Run SQL on one host and wait for its answer (offline hosts answer at once)."""
-    status = await campaigns.host_status(ctx, host_id)
-    out: dict[str, Any] = {"host_id": host_id, "query": body.query, "status": status,
-                           "error": None, "rows": []}
-    if status != "online":
-        return out
-    _campaign, answers = await campaigns.run_sync(
-        ctx, viewer, sql=body.query, query_id=None, host_ids=[host_id],
-        wait_seconds=ctx.cfg.live_query_rest_period)
-    answer = answers.get(host_id)
-    if answer is None:
-        out["error"] = "timeout waiting for the host to answer"
-    else:
-        out["rows"], out["error"] = answer.rows, answer.error
-    return out
+    answer = await campaigns.run_on_host(ctx, viewer, host_id, body.query,
+                                         ctx.cfg.live_query_rest_period)
+    return {"host_id": host_id, "query": body.query, "status": answer.status,
+            "error": answer.error, "rows": answer.rows}
 
 
 class SavedQueryRunRequest(StrictBody):

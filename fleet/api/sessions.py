@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.responses import Response
 
-from fleet.api.deps import AnyViewer, Ctx, StrictBody, rest_router
+from fleet.api import health
+from fleet.api.deps import AnyViewer, Ctx, CurrentViewer, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.api.users import user_json
 from fleet.service import sessions, users
@@ -37,3 +38,9 @@ async def logout(ctx: Ctx, viewer: AnyViewer) -> Response:
 async def me(ctx: Ctx, viewer: AnyViewer) -> Response:
     row = await users.get_user(ctx, viewer, viewer.user_id)
     return json_response({"user": user_json(row), "available_teams": []})
+
+
+@router.get("/version")
+async def version(viewer: CurrentViewer) -> Response:
+    """`/version`'s build information for authenticated clients, as Fleet's API serves it."""
+    return await health.version()

@@ -115,6 +115,8 @@ async def create_by_identifiers(ctx: ServiceContext, viewer: Viewer, *, sql: str
                                 query_id: int | None, hosts: Sequence[str],
                                 labels: Sequence[str]) -> Campaign:
     """Like `create`, with hosts by hostname/UUID/serial and labels by name (fleetctl)."""
+    # Authorize before the lookups, so unknown label names tell nobody unauthorized anything.
+    viewer.require(Action.RUN_SAVED_QUERIES if query_id else Action.RUN_NEW_QUERIES)
     label_ids = await store.label_ids_by_name(ctx.db, labels) if labels else {}
     unknown = [name for name in labels if name not in label_ids]
     if unknown:
@@ -155,12 +157,13 @@ async def complete(ctx: ServiceContext, campaign_id: int) -> None:
 def result_payload(campaign_id: int, host: CachedHost, rows: list[dict[str, Any]],
                    error: str, stats: Any) -> bytes:
     """What watchers receive for one host's answer (Fleet's DistributedQueryResult)."""
+    display_name = host.display_name or host.hostname
     for row in rows:
         row["host_hostname"] = host.hostname
-        row["host_display_name"] = host.hostname
+        row["host_display_name"] = display_name
     payload: dict[str, Any] = {
         "distributed_query_execution_id": campaign_id,
-        "host": {"id": host.id, "hostname": host.hostname, "display_name": host.hostname},
+        "host": {"id": host.id, "hostname": host.hostname, "display_name": display_name},
         "rows": rows, "stats": stats if isinstance(stats, dict) and stats else None,
     }
     if error:
@@ -283,8 +286,32 @@ async def run_sync(ctx: ServiceContext, viewer: Viewer, *, sql: str | None,
     return campaign, answers
 
 
+@dataclass(frozen=True)
+class HostAnswer:
+    status: str  # online | offline (an offline host is not asked)
+    rows: list[dict[str, Any]]
+    error: str | None
+
+
+async def run_on_host(ctx: ServiceContext, viewer: Viewer, host_id: int, sql: str,
+                      wait_seconds: float) -> HostAnswer:
+    """Run new SQL on one host and wait for its answer. The viewer is authorized before the
+    host is looked up, so its existence and status tell nobody who may not run queries."""
+    viewer.require(Action.RUN_NEW_QUERIES)
+    viewer.require(Action.READ_HOSTS)
+    status = await host_status(ctx, host_id)
+    if status != "online":
+        return HostAnswer(status, [], None)
+    _campaign, answers = await run_sync(ctx, viewer, sql=sql, query_id=None,
+                                        host_ids=[host_id], wait_seconds=wait_seconds)
+    answer = answers.get(host_id)
+    if answer is None:
+        return HostAnswer(status, [], "timeout waiting for the host to answer")
+    return HostAnswer(status, answer.rows, answer.error)
+
+
 async def host_status(ctx: ServiceContext, host_id: int) -> str:
-    """online/offline of one host; NotFound if it does not exist."""
+    """online/offline of one host; NotFound if it does not exist (internal: no viewer)."""
     f = await store.host_seen_facts(ctx.db, host_id)
     if f is None:
         raise NotFound(f"Host {host_id} was not found in the datastore")

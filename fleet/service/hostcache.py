@@ -33,6 +33,8 @@ class CachedHost:
     distributed_interval: int
     config_tls_refresh: int
     logger_tls_period: int
+    # What people see the host as (computer_name, else hostname), as in GET /hosts/{id}.
+    display_name: str = ""
     expires: float = field(default=0.0, compare=False)
 
     @classmethod
@@ -46,6 +48,7 @@ class CachedHost:
             distributed_interval=row.distributed_interval,
             config_tls_refresh=row.config_tls_refresh,
             logger_tls_period=row.logger_tls_period,
+            display_name=row.computer_name or row.hostname,
         )
 
 

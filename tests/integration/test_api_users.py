@@ -397,3 +397,10 @@ async def test_admin_requires_reset_and_logs_the_user_out(admin_api: Api) -> Non
     assert (await admin_api.request("GET", "/queries", token=fresh)).status_code == 200
     assert_error(await admin_api.request("POST", "/users/999999/require_password_reset",
                                          json={"require": True}), 404, "Resource Not Found")
+
+
+async def test_version_needs_authentication(admin_api: Api) -> None:
+    r = await admin_api.request("GET", "/version")
+    assert r.status_code == 200 and set(r.json()) >= {"version", "branch", "revision"}
+    r = await admin_api.client.get("/api/v1/fleet/version")
+    assert r.status_code == 401

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 
 from fleet.core.authz import Role, Viewer
@@ -157,3 +158,21 @@ async def test_run_sync_collects_answers(ctx: ServiceContext, fleet: list[Cached
     assert set(answers) == {fleet[0].id, fleet[1].id}
     assert answers[fleet[0].id].rows == [{"n": str(fleet[0].id)}]
     assert await campaign_status(ctx, campaign.id) == campaign_store.STATUS_COMPLETE
+
+
+async def test_host_query_authorizes_before_looking_the_host_up(
+        ctx: ServiceContext, fleet: list[CachedHost]) -> None:
+    for host_id in (fleet[0].id, 999_999):  # an offline host, and no host at all
+        with pytest.raises(PermissionDenied):
+            await campaigns.run_on_host(ctx, OBSERVER, host_id, "SELECT 1", 0.1)
+
+
+async def test_results_carry_the_host_display_name(ctx: ServiceContext) -> None:
+    await host_store.enroll(ctx.db, osquery_host_id="dn", node_key="nk-dn", team_id=None,
+                            cooldown_seconds=0,
+                            values={"hostname": "web-1", "computer_name": "Web Box"})
+    row = await host_store.find_by_node_key(ctx.db, "nk-dn")
+    payload = orjson.loads(campaigns.result_payload(
+        7, CachedHost.from_row(row), [{"a": "1"}], "", None))
+    assert payload["host"]["display_name"] == "Web Box"
+    assert payload["rows"][0]["host_display_name"] == "Web Box"
