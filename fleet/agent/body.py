@@ -6,6 +6,7 @@ objects would cost more than answering an idle check-in.
 
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from fleet.core.agent_values import clean_text
 from fleet.core.errors import BadRequest, PayloadTooLarge
 from fleet.security_headers import AGENT_HEADERS
 
@@ -75,10 +77,21 @@ async def read_json_object(request: AgentRequest, receive: Receive,
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"json decoder error: {exc}") from None
+        data = _lenient_json(body, exc)
     if not isinstance(data, dict):
         raise BadRequest("json decoder error: the body must be a JSON object")
     return data
+
+
+def _lenient_json(body: bytes, error: orjson.JSONDecodeError) -> Any:
+    """What orjson refuses but a JSON text may still mean: lone surrogate escapes, integers
+    beyond 64 bits, bytes that are not UTF-8. Refusing the whole body would lose the
+    live-query answers in it, so the stdlib parses it (slower, on this error path only) and
+    the values are cleaned downstream (fleet.core.agent_values)."""
+    try:
+        return json.loads(body.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        raise BadRequest(f"json decoder error: {error}") from None
 
 
 def _gunzip(body: bytes, max_size: int) -> bytes:
@@ -105,7 +118,7 @@ def string_field(data: dict[str, Any], name: str) -> str:
         return ""
     if not isinstance(value, str):
         raise BadRequest(f"{name} must be a string")
-    return value
+    return clean_text(value)
 
 
 def object_field(data: dict[str, Any], name: str) -> dict[str, Any]:

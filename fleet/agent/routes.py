@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fleet.agent.body import AgentRequest, object_field, read_json_object, send_json, string_field
 from fleet.broker import BrokerUnavailable
+from fleet.core.agent_values import clean_json, clean_text
 from fleet.core.errors import (
     BadRequest,
     FleetError,
@@ -125,8 +126,8 @@ class AgentEndpoints:
         await ingest.submit_results(
             self.ctx, host, queries=object_field(data, "queries"),
             statuses=_statuses(object_field(data, "statuses")),
-            messages={k: v for k, v in messages.items() if isinstance(v, str)},
-            stats=object_field(data, "stats"), public_ip=request.client_ip())
+            messages={k: clean_text(v) for k, v in messages.items() if isinstance(v, str)},
+            stats=clean_json(object_field(data, "stats")), public_ip=request.client_ip())
         return _EMPTY
 
     async def log(self, request: AgentRequest, data: dict[str, Any]) -> bytes:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fleet.core.agent_values import clean_row
+
 Rows = Sequence[Mapping[str, str]]
 PREFIX = "fleet_detail_query_"
 
@@ -54,7 +56,7 @@ class DetailQuery:
 def _int(value: Any, default: int = 0) -> int:
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: "inf"
         return default
 
 
@@ -254,5 +256,5 @@ def ingest_enroll_details(host_details: Mapping[str, Any]) -> dict[str, Any]:
     for table in ENROLL_DETAILS:
         row = host_details.get(table)
         if isinstance(row, Mapping):
-            values.update(BY_NAME[table].ingest([row], IngestContext()))
+            values.update(BY_NAME[table].ingest([clean_row(row)[0]], IngestContext()))
     return values

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from fleet.core.agent_values import clean_text
 from fleet.core.detail_queries import ingest_enroll_details
 from fleet.core.errors import NodeInvalid
 from fleet.service.agent_config import AgentConfigCache
@@ -58,6 +59,7 @@ async def enroll(ctx: ServiceContext, config: AgentConfigCache, *, enroll_secret
                                  host_details)
     if not identifier:
         raise NodeInvalid("enroll failed: no host identifier")
+    identifier = host_store.clip({"osquery_host_id": clean_text(identifier)})["osquery_host_id"]
     node_key = new_node_key(ctx.cfg.osquery.node_key_size)
     vitals = ingest_enroll_details(host_details)
     intervals = await config.intervals_for(ctx, vitals.get("platform", ""))

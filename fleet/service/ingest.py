@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fleet.core import detail_queries
+from fleet.core.agent_values import clean_rows
 from fleet.service import campaigns
 from fleet.service.checkin import LIVE_QUERY_PREFIX
 from fleet.service.context import ServiceContext
@@ -17,14 +18,6 @@ from fleet.store.db import utcnow
 log = logging.getLogger("fleet.ingest")
 
 
-def _rows(value: Any) -> list[dict[str, Any]]:
-    """osquery sends `""` (or null) for a query without results; anything but a list of
-    objects counts as no rows."""
-    if not isinstance(value, list):
-        return []
-    return [r for r in value if isinstance(r, dict)]
-
-
 async def submit_results(ctx: ServiceContext, host: CachedHost, *,
                          queries: Mapping[str, Any], statuses: Mapping[str, int],
                          messages: Mapping[str, str], stats: Mapping[str, Any],
@@ -32,7 +25,11 @@ async def submit_results(ctx: ServiceContext, host: CachedHost, *,
     ingest_ctx = detail_queries.IngestContext(public_ip=public_ip)
     vitals: dict[str, Any] = {}
     details_seen = False
+    dropped: dict[str, int] = {}
     for name, raw_rows in queries.items():
+        rows, bad = clean_rows(raw_rows)
+        if bad:
+            dropped[name] = bad
         failed = statuses.get(name, 0) != 0
         message = messages.get(name, "")
         if name.startswith(LIVE_QUERY_PREFIX):
@@ -42,7 +39,7 @@ async def submit_results(ctx: ServiceContext, host: CachedHost, *,
                 log.info("host %s answered unknown live query %r", host.id, name)
                 continue
             error = (message or "query failed") if failed else ""
-            await campaigns.ingest_result(ctx, host, campaign_id, _rows(raw_rows), error,
+            await campaigns.ingest_result(ctx, host, campaign_id, rows, error,
                                           stats.get(name))
         elif name.startswith(detail_queries.PREFIX):
             details_seen = True
@@ -54,9 +51,12 @@ async def submit_results(ctx: ServiceContext, host: CachedHost, *,
             if detail is None:
                 log.info("host %s answered unknown detail query %r", host.id, name)
                 continue
-            vitals.update(detail.ingest(_rows(raw_rows), ingest_ctx))
+            vitals.update(detail.ingest(rows, ingest_ctx))
         else:
             log.debug("host %s answered unknown query %r", host.id, name)
+    if dropped:
+        log.warning("host %s sent values that are not osquery column values (dropped): %s",
+                    host.id, ", ".join(f"{n} ({c})" for n, c in sorted(dropped.items())[:5]))
     if details_seen:
         await _save_details(ctx, host, vitals)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from fleet.core.agent_values import clean_json
 from fleet.core.errors import BadRequest, PayloadTooLarge
 from fleet.logdest import LogWriteError
 from fleet.service.agent_config import AgentConfigCache
@@ -17,7 +18,7 @@ async def submit_logs(ctx: ServiceContext, cache: AgentConfigCache, log_type: st
                       data: Sequence[Any]) -> None:
     """Write one JSON line per item; a destination failure is a 413 so osquery retries."""
     if log_type == "status":
-        lines = [orjson.dumps(item) for item in data]
+        lines = [_line(item) for item in data]
         destination = ctx.status_log
     elif log_type == "result":
         lines = []
@@ -27,7 +28,7 @@ async def submit_logs(ctx: ServiceContext, cache: AgentConfigCache, log_type: st
                     or not item["name"]:
                 continue
             if await cache.forwards_results(ctx, item["name"]):
-                lines.append(orjson.dumps(item))
+                lines.append(_line(item))
         destination = ctx.result_log
     else:
         raise BadRequest(f"unknown log type: {log_type}")
@@ -35,3 +36,12 @@ async def submit_logs(ctx: ServiceContext, cache: AgentConfigCache, log_type: st
         await destination.write(lines)
     except LogWriteError as exc:
         raise PayloadTooLarge(f"error writing {log_type} logs: {exc}") from None
+
+
+def _line(item: Any) -> bytes:
+    """One JSON line; an item orjson cannot encode (lone surrogates, integers beyond 64
+    bits) is cleaned first rather than failing the whole batch."""
+    try:
+        return orjson.dumps(item)
+    except TypeError:
+        return orjson.dumps(clean_json(item))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fleet.store.db import Database, insert_ignore, utcnow
-from fleet.store.schema import host_seen_times, hosts, label_membership, labels
+from fleet.store.schema import host_seen_times, hosts, label_membership, labels, max_int
 
 # Fleet's "never": timestamps that make every refresh due at the first check-in.
 NEVER = dt.datetime(1970, 1, 2)
@@ -22,20 +23,32 @@ ENROLL_ATTEMPTS = 4
 # Rows per seen-time UPSERT: large enough to amortize round trips, small enough to stay far
 # below max_allowed_packet and SQLite's variable limit.
 SEEN_BATCH = 2000
+# Largest magnitude a MySQL FLOAT (single precision) column accepts.
+FLOAT_MAX = 3.4e38
 
 
 def clip(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Cut agent-supplied strings to their column width.
+    """Fit agent-supplied values to their columns: strings cut to the column width, integers
+    clamped to the column's range, floats made finite and within a MySQL FLOAT.
 
     Agents report whatever their tables hold; MySQL in strict mode would reject the whole
-    row for one over-long value, SQLite would silently store it. Clipping makes both agree.
+    row for one out-of-range value, SQLite would store it or fail to bind it. Fitting makes
+    both agree and keeps the rest of the row.
     """
     out = dict(values)
     for key, value in values.items():
+        column = hosts.c[key]
         if isinstance(value, str):
-            length = getattr(hosts.c[key].type, "length", None)
+            length = getattr(column.type, "length", None)
             if length and len(value) > length:
                 out[key] = value[:length]
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int) and isinstance(column.type, sa.Integer):
+            top = max_int(column)
+            out[key] = max(-top - 1, min(top, value))
+        elif isinstance(value, float):
+            out[key] = max(-FLOAT_MAX, min(FLOAT_MAX, value)) if math.isfinite(value) else 0.0
     return out
 
 

@@ -1,0 +1,237 @@
+"""Fuzzing the osquery endpoints on both backends: no generated body gets a 5xx.
+
+Hypothesis generates the bodies (every agent endpoint; valid and invalid node keys; every
+JSON type, NaN/Infinity literals, integers beyond 64 bits, huge floats, lone surrogates and
+over-long strings where osquery sends strings; gzip or not) from a fixed seed, so a CI run is
+reproducible and bounded. They are all sent to one server built by `fleet.server.create_app`,
+which afterwards must still enroll a host, hand it a live query and deliver its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fleet.broker.base import results_channel
+from fleet.core import detail_queries
+from fleet.server import create_app
+from fleet.service.context import ServiceContext
+from fleet.store.db import utcnow
+from fleet.store.schema import enroll_secrets, users
+from tests.integration.test_agent_endpoints import HOST_DETAILS, SECRET
+
+EXAMPLES = 250
+HUGE = "h" * 300_000
+
+# Where osquery sends a string, the fuzzer sends anything.
+odd_scalars = st.one_of(
+    st.none(), st.booleans(),
+    st.integers(min_value=-2**70, max_value=2**70),
+    st.sampled_from([2**63, -2**63 - 1, 2**64, 2**31, -2**31 - 1, 10**400]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["inf", "-inf", "nan", "1e400", "-1", "0x1f", "", " 7 ", "\ud800",
+                     "a\udfffb", "\x00", "\U0001f600", "9" * 40, HUGE]),
+    st.text(max_size=20),
+)
+odd_values = st.recursive(
+    odd_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=3),
+    max_leaves=6)
+
+COLUMNS = sorted({
+    "name", "version", "major", "minor", "patch", "build", "platform", "platform_like",
+    "codename", "extra", "instance_id", "uuid", "hostname", "computer_name", "cpu_type",
+    "cpu_subtype", "cpu_brand", "cpu_physical_cores", "cpu_logical_cores", "physical_memory",
+    "hardware_vendor", "hardware_model", "hardware_version", "hardware_serial",
+    "total_seconds", "value", "address", "mac", "gigs_disk_space_available",
+    "percent_disk_space_available", "gigs_total_disk_space"})
+FLAG_NAMES = ["distributed_interval", "config_tls_refresh", "config_refresh",
+              "logger_tls_period"]
+
+row = st.dictionaries(st.sampled_from(COLUMNS) | st.text(max_size=6),
+                      odd_values | st.sampled_from(FLAG_NAMES), max_size=6)
+rows = st.one_of(st.lists(row | odd_values, max_size=3), odd_scalars)
+host_details = st.one_of(
+    st.dictionaries(st.sampled_from([*detail_queries.ENROLL_DETAILS, "other"]),
+                    row | odd_values, max_size=4),
+    odd_values)
+query_names = st.one_of(
+    st.sampled_from([detail_queries.PREFIX + q.name for q in detail_queries.CATALOG]),
+    st.builds(lambda n: f"fleet_distributed_query_{n}",
+              st.integers(min_value=-5, max_value=2**70) | st.text(max_size=5)),
+    st.text(max_size=10))
+
+
+@dataclass
+class Case:
+    path: str
+    body: Any
+    gzip: bool
+    node_key: str  # "valid", "invalid", "header", "odd" (a non-string), "none"
+    ascii_json: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self, valid_key: str) -> tuple[bytes, dict[str, str]]:
+        body = self.body
+        headers = {"Content-Type": "application/json"}
+        if isinstance(body, dict):
+            body = dict(body)
+            if self.node_key == "valid":
+                body["node_key"] = valid_key
+            elif self.node_key == "invalid":
+                body["node_key"] = "not-a-node-key"
+            elif self.node_key == "header":
+                headers["Authorization"] = f"NodeKey {valid_key}"
+            elif self.node_key == "odd":
+                body["node_key"] = self.extra.get("odd_key")
+        # The stdlib writes what osquery never would: NaN, huge integers, lone surrogates
+        # (escaped, or as invalid UTF-8 when not ASCII-only).
+        text = json.dumps(body, allow_nan=True, ensure_ascii=self.ascii_json)
+        raw = text.encode("utf-8", "surrogatepass")
+        if self.gzip:
+            raw = gzip.compress(raw)
+            headers["Content-Encoding"] = "gzip"
+        return raw, headers
+
+
+def _bodies() -> st.SearchStrategy[tuple[str, Any]]:
+    enroll = st.fixed_dictionaries({}, optional={
+        "enroll_secret": st.just(SECRET) | odd_values,
+        "host_identifier": odd_values,
+        "platform_type": odd_values,
+        "host_details": host_details})
+    enroll_valid_secret = st.fixed_dictionaries(
+        {"enroll_secret": st.just(SECRET), "host_identifier": st.text(max_size=12) | odd_values,
+         "host_details": host_details})
+    write = st.fixed_dictionaries({}, optional={
+        "queries": st.dictionaries(query_names, rows, max_size=4) | odd_values,
+        "statuses": st.dictionaries(query_names, odd_values | st.just(0), max_size=4)
+        | odd_values,
+        "messages": st.dictionaries(query_names, odd_values, max_size=3) | odd_values,
+        "stats": st.dictionaries(query_names, odd_values, max_size=3) | odd_values})
+    log_item = st.one_of(
+        odd_values,
+        st.fixed_dictionaries({"name": st.sampled_from(["pack/Global/q", "q"]) | odd_values},
+                              optional={"hostIdentifier": odd_values, "snapshot": rows,
+                                        "severity": odd_values, "message": odd_values}))
+    log = st.fixed_dictionaries({}, optional={
+        "log_type": st.sampled_from(["status", "result"]) | odd_values,
+        "data": st.lists(log_item, max_size=4) | odd_values})
+    return st.one_of(
+        st.tuples(st.just("/api/osquery/enroll"), enroll | enroll_valid_secret | odd_values),
+        st.tuples(st.sampled_from(["/api/osquery/config", "/api/osquery/distributed/read"]),
+                  st.dictionaries(st.text(max_size=5), odd_values, max_size=2)),
+        st.tuples(st.just("/api/osquery/distributed/write"), write),
+        st.tuples(st.just("/api/v1/osquery/distributed/write"), write),
+        st.tuples(st.just("/api/osquery/log"), log),
+    )
+
+
+def generate_cases() -> list[Case]:
+    """EXAMPLES cases, the same ones on every run (derandomized, no example database)."""
+    cases: list[Case] = []
+
+    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(path_body=_bodies(), use_gzip=st.booleans(),
+           node_key=st.sampled_from(["valid", "valid", "valid", "header", "invalid", "odd",
+                                     "none"]),
+           odd_key=odd_values, ascii_json=st.booleans())
+    def collect(path_body: tuple[str, Any], use_gzip: bool, node_key: str, odd_key: Any,
+                ascii_json: bool) -> None:
+        path, body = path_body
+        cases.append(Case(path, body, use_gzip, node_key, ascii_json, {"odd_key": odd_key}))
+
+    collect()
+    return cases
+
+
+CASES = generate_cases()
+
+ADMIN_ID = 1
+
+
+@pytest.fixture
+async def client(ctx: ServiceContext) -> AsyncIterator[httpx.AsyncClient]:
+    """An agent's view of the whole production app."""
+    now = utcnow()
+    async with ctx.db.begin() as conn:
+        await conn.execute(enroll_secrets.insert().values(secret=SECRET, created_at=now))
+        await conn.execute(users.insert().values(
+            id=ADMIN_ID, email="admin@example.com", name="Admin", password=b"x",
+            global_role="admin", created_at=now, updated_at=now))
+    transport = httpx.ASGITransport(app=create_app(ctx), client=("203.0.113.9", 4242))
+    async with httpx.AsyncClient(transport=transport, base_url="https://fleet.test") as c:
+        yield c
+
+
+async def enroll(client: httpx.AsyncClient, identifier: str) -> str:
+    r = await client.post("/api/osquery/enroll", json={
+        "enroll_secret": SECRET, "host_identifier": identifier, "host_details": HOST_DETAILS})
+    assert r.status_code == 200, r.text
+    return str(r.json()["node_key"])
+
+
+def describe(case: Case) -> str:
+    text = repr(case)
+    return text if len(text) < 600 else text[:600] + "..."
+
+
+async def test_no_agent_request_gets_a_5xx(ctx: ServiceContext,
+                                           client: httpx.AsyncClient) -> None:
+    from fleet.core.authz import Role, Viewer
+    from fleet.service import campaigns
+
+    node_key = await enroll(client, "fuzz-host")
+    failures: list[str] = []
+    statuses: dict[int, int] = {}
+    for case in CASES:
+        content, headers = case.encode(node_key)
+        r = await client.post(case.path, content=content, headers=headers)
+        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+        if r.status_code >= 500:
+            failures.append(f"{r.status_code} {r.text[:200]} for {describe(case)}")
+        else:
+            assert "error" in r.json() or r.status_code == 200, r.text
+        if r.status_code == 200 and case.path.endswith("/enroll"):
+            node_key_new = r.json()["node_key"]
+            assert isinstance(node_key_new, str)
+        # A re-enrollment under the fuzz host's identifier revokes its key: take a new one.
+        if r.status_code == 401 and case.node_key in ("valid", "header"):
+            node_key = await enroll(client, "fuzz-host")
+    assert not failures, f"{len(failures)} of {len(CASES)} requests failed:\n" + \
+        "\n".join(failures[:10])
+    assert statuses.get(200, 0) > len(CASES) // 5, statuses  # the fuzzer got through
+
+    # Afterwards the server still does its job: enroll, check in, answer a live query.
+    fresh = await enroll(client, "after-fuzz")
+    r = await client.post("/api/osquery/distributed/read", json={"node_key": fresh})
+    assert r.status_code == 200 and r.json()["queries"]
+    host = ctx.host_cache.get(fresh)
+    assert host is not None
+    admin = Viewer(user_id=ADMIN_ID, email="admin@example.com", name="Admin",
+                   global_role=Role.ADMIN)
+    campaign = await campaigns.create(ctx, admin, sql="SELECT 42 AS answer", query_id=None,
+                                      host_ids=[host.id])
+    name = f"fleet_distributed_query_{campaign.id}"
+    r = await client.post("/api/osquery/distributed/read", json={"node_key": fresh})
+    assert r.json()["queries"][name] == "SELECT 42 AS answer"
+    async with ctx.broker.bus.subscribe(results_channel(campaign.id)) as sub:
+        r = await client.post("/api/osquery/distributed/write", json={
+            "node_key": fresh, "queries": {name: [{"answer": "42"}]}, "statuses": {name: 0}})
+        assert r.status_code == 200, r.text
+        result = orjson.loads(await asyncio.wait_for(anext(aiter(sub)), 10))
+    assert result["host"]["id"] == host.id
+    assert [{k: v for k, v in row.items() if k == "answer"} for row in result["rows"]] == \
+        [{"answer": "42"}]
