@@ -28,11 +28,13 @@ from fleet.core.errors import (
     NodeInvalid,
     ServiceUnavailable,
 )
+from fleet.logthrottle import LogThrottle
 from fleet.service import checkin, enrollment, ingest, osquery_logs
 from fleet.service.agent_auth import authenticate_host
 from fleet.service.agent_config import AgentConfigCache, client_config
 from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost
+from fleet.store.db import is_outage
 
 log = logging.getLogger("fleet.agent")
 
@@ -61,6 +63,7 @@ class AgentEndpoints:
         self.max_body = ctx.cfg.server.max_request_body_size
         limit = ctx.cfg.osquery.max_concurrent_enrollments
         self.enroll_slots = asyncio.Semaphore(limit) if limit else None
+        self.throttle = LogThrottle(log)
 
     def _endpoint(self, handler: Handler) -> Endpoint:
         async def endpoint(request: AgentRequest, receive: Receive, send: Send) -> None:
@@ -69,14 +72,25 @@ class AgentEndpoints:
                 status, body = 200, await handler(request, data)
             except FleetError as exc:
                 status, body = exc.status, _error_body(exc)
+                self.throttle.log(logging.INFO, f"{request.path} {exc.reason}",
+                                  "agent request %s from %s rejected (%d): %s", request.path,
+                                  request.client_ip(), exc.status, exc.reason)
             except BrokerUnavailable as exc:
-                # The agent keeps its results and retries; one line, not a traceback per
-                # request, while Redis is away.
-                log.warning("agent request %s failed: %s", request.path, exc)
+                # The agent keeps its results and retries; a line per episode, not a
+                # traceback per request, while Redis is away.
+                self.throttle.log(logging.WARNING, "broker", "agent request %s failed, "
+                                  "broker unavailable: %s", request.path, exc)
                 status, body = 503, _error_body(ServiceUnavailable(str(exc)))
-            except Exception:
-                log.exception("agent request %s failed", request.path)
-                status, body = 500, _error_body(FleetError("internal error"))
+            except Exception as exc:
+                if not is_outage(exc):
+                    log.exception("agent request %s failed", request.path)
+                    status, body = 500, _error_body(FleetError("internal error"))
+                else:  # the database is away: the same as a broker outage
+                    self.throttle.log(logging.WARNING, "database", "agent request %s "
+                                      "failed, database unavailable: %s", request.path,
+                                      _first_line(exc))
+                    status, body = 503, _error_body(
+                        ServiceUnavailable("database unavailable, retry later"))
             await send_json(send, status, body)
         return endpoint
 
@@ -151,6 +165,11 @@ class AgentEndpoints:
         }
         return {prefix + path: self._endpoint(handler)
                 for prefix in PREFIXES for path, handler in table.items()}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _statuses(raw: dict[str, Any]) -> dict[str, int]:

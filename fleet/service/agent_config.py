@@ -18,6 +18,7 @@ from fleet.service.hostcache import CachedHost
 from fleet.store import app_config as app_config_store
 from fleet.store import hosts as host_store
 from fleet.store import schedule as schedule_store
+from fleet.store.db import is_outage
 
 CACHE_SECONDS = 5.0
 
@@ -46,7 +47,14 @@ class AgentConfigCache:
         # wait for one reload instead of each running the queries (and draining the pool).
         if self._reload is None or self._reload.done():
             self._reload = asyncio.ensure_future(self._load(ctx))
-        return await asyncio.shield(self._reload)
+        try:
+            return await asyncio.shield(self._reload)
+        except Exception as exc:
+            # While the database is away, agents keep the last config they were served
+            # and their logs keep flowing to file destinations.
+            if snap is not None and is_outage(exc):
+                return snap
+            raise
 
     async def _load(self, ctx: ServiceContext) -> _Snapshot:
         async with ctx.db.connect() as conn:

@@ -19,7 +19,13 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from fleet.config import Config
@@ -32,6 +38,16 @@ def utcnow() -> dt.datetime:
 
 class DatabaseUnavailable(Exception):
     """The database could not be reached or answered with an operational error."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says the database is away or overwhelmed (connection refused or lost,
+    an I/O error, a lock timeout, no pooled connection in time) rather than a bug: callers
+    answer such failures with a retryable 503 and one log line, not a 500 and a traceback."""
+    if isinstance(exc, DatabaseUnavailable | OperationalError | InterfaceError
+                  | DisconnectionError | sa.exc.TimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class Database:
