@@ -218,6 +218,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("osquery.max_concurrent_enrollments", "int", 64,
            "enrollments in progress per process before new ones get a fast 503 (0 = no limit)",
            minimum=0),
+    Option("osquery.max_concurrent_requests", "int", 1000,
+           "agent requests in progress per process; beyond it an agent request gets an "
+           "immediate 503 and osquery retries later, instead of queueing (0 = no limit)",
+           minimum=0),
     Option("osquery.status_log_plugin", "str", "filesystem", "status log destination",
            choices=_LOG_PLUGINS),
     Option("osquery.result_log_plugin", "str", "filesystem", "result log destination",

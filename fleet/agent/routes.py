@@ -42,6 +42,7 @@ PREFIXES = ("/api/osquery", "/api/v1/osquery")
 # Longest wait for an enrollment slot: well inside the agents' request timeouts.
 ENROLL_WAIT_SECONDS = 8.0
 _EMPTY = b"{}"
+_OVERLOADED = orjson.dumps({"error": "server busy, retry later"})
 
 
 def _error_body(exc: FleetError) -> bytes:
@@ -64,9 +65,21 @@ class AgentEndpoints:
         limit = ctx.cfg.osquery.max_concurrent_enrollments
         self.enroll_slots = asyncio.Semaphore(limit) if limit else None
         self.throttle = LogThrottle(log)
+        # Admission control for every agent endpoint: past this many requests in progress,
+        # more work would only lengthen the queue (and /healthz's wait behind it) until
+        # agents time out and resend. A plain counter: no await on the way in.
+        self.max_in_flight = ctx.cfg.osquery.max_concurrent_requests or 1 << 62
+        self.in_flight = 0
 
     def _endpoint(self, handler: Handler) -> Endpoint:
         async def endpoint(request: AgentRequest, receive: Receive, send: Send) -> None:
+            if self.in_flight >= self.max_in_flight:
+                self.throttle.log(logging.WARNING, "overload", "agent requests in progress "
+                                  "reached osquery.max_concurrent_requests (%d): answering "
+                                  "503 so agents retry later", self.max_in_flight)
+                await send_json(send, 503, _OVERLOADED)
+                return
+            self.in_flight += 1
             try:
                 data = await read_json_object(request, receive, self.max_body)
                 status, body = 200, await handler(request, data)
@@ -91,6 +104,8 @@ class AgentEndpoints:
                                       _first_line(exc))
                     status, body = 503, _error_body(
                         ServiceUnavailable("database unavailable, retry later"))
+            finally:
+                self.in_flight -= 1
             await send_json(send, status, body)
         return endpoint
 

@@ -4,19 +4,23 @@ and the log gets a line per episode instead of a traceback per request."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
+from starlette.applications import Starlette
 
 from fleet import config
-from fleet.service import agent_config
+from fleet.agent.routes import AgentFrontDoor
+from fleet.service import agent_config, checkin
 from fleet.service.context import ServiceContext
-from fleet.store.db import create_database
+from fleet.store.db import create_database, utcnow
+from fleet.store.schema import enroll_secrets
 from tests.conftest import backend_overrides
-from tests.integration.test_agent_endpoints import agent, enroll
+from tests.integration.test_agent_endpoints import SECRET, agent, enroll
 
 __all__ = ["agent"]  # the fixture, imported for the tests below
 
@@ -78,3 +82,37 @@ async def test_rejected_agent_requests_are_logged_without_flooding(
     assert len(enroll_lines) == 1 and "203.0.113.9" in enroll_lines[0]
     assert any("invalid node key" in line for line in lines)
     assert not any("guessed-secret-123" in line for line in lines)
+
+
+async def test_requests_beyond_the_admission_limit_get_a_fast_503(
+        ctx: ServiceContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    ctx.cfg.osquery.max_concurrent_requests = 2
+    async with ctx.db.begin() as conn:
+        await conn.execute(enroll_secrets.insert().values(secret=SECRET, created_at=utcnow()))
+    transport = httpx.ASGITransport(app=AgentFrontDoor(ctx, Starlette()))
+    async with httpx.AsyncClient(transport=transport, base_url="https://fleet.test") as c:
+        node_key = await enroll(c)
+        release = asyncio.Event()
+        real = checkin.distributed_queries
+
+        async def held(*args: object) -> dict[str, object]:
+            await release.wait()
+            return await real(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(checkin, "distributed_queries", held)
+        body = {"node_key": node_key}
+        busy = [asyncio.create_task(c.post("/api/osquery/distributed/read", json=body))
+                for _ in range(2)]
+        deadline = asyncio.get_running_loop().time() + 10
+        while asyncio.get_running_loop().time() < deadline:
+            r = await c.post("/api/osquery/config", json=body)
+            if r.status_code == 503:
+                break
+            await asyncio.sleep(0.01)
+        assert r.status_code == 503 and r.json()["error"] == "server busy, retry later"
+        release.set()
+        assert [t.status_code for t in await asyncio.gather(*busy)] == [200, 200]
+        r = await c.post("/api/osquery/config", json=body)
+        assert r.status_code == 200  # admitted again once the load is gone
+    assert sum("max_concurrent_requests" in rec.getMessage() for rec in caplog.records) == 1
