@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import platform
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,9 @@ from fleet.service.context import ServiceContext
 
 log = logging.getLogger("fleet.healthz")
 router = APIRouter()
+# A check that takes longer fails: a load balancer must get an answer before its own
+# timeout, and a database that needs seconds for SELECT 1 is not healthy.
+CHECK_TIMEOUT = 2.0
 
 
 def _checkers(ctx: ServiceContext) -> dict[str, Callable[[], Awaitable[None]]]:
@@ -33,7 +37,11 @@ async def healthz(request: Request) -> Response:
     failed = False
     for name in names:
         try:
-            await checkers[name]()
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                await checkers[name]()
+        except TimeoutError:
+            log.warning("health check %s failed: no answer within %g s", name, CHECK_TIMEOUT)
+            failed = True
         except Exception as exc:
             log.warning("health check %s failed: %s", name, exc)
             failed = True
