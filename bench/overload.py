@@ -143,9 +143,11 @@ def bench(backend_name: str, hosts: int, overload: float, recover: float,
         probe.phase = "after"
         time.sleep(3)
     finally:
-        probe.stop()
-        server.stop()
-        backend.drop()
+        try:
+            probe.stop()
+        finally:
+            server.stop()
+            backend.drop()
     log = server.log.read_text(errors="replace")
     return {"backend": backend.label(), "hosts": hosts, "idle": probe.figures("idle"),
             "enroll": {**probe.figures("enroll"), "agents": enrolled},
