@@ -106,13 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--email", default=_env("EMAIL"), help="email of the admin user")
     setup.add_argument("--name", default=_env("NAME"), help="name of the admin user")
     setup.add_argument("--password", default=_env("PASSWORD"),
-                       help="password of the admin user (env PASSWORD; prompted if omitted)")
+                       help="password of the admin user: 12 to 48 characters with at least "
+                       "one number and one symbol (env PASSWORD; prompted on a terminal if "
+                       "omitted)")
     setup.add_argument("--org-name", default=_env("ORG_NAME"), help="name of the organization")
 
     login = _command(commands, "login", session.login, "log in to Fleet")
     login.add_argument("--email", default=_env("EMAIL"), help="email to log in with (env EMAIL)")
     login.add_argument("--password", default=_env("PASSWORD"),
                        help="password (env PASSWORD; prompted if omitted)")
+    login.add_argument(
+        "--new-password", default=_env("NEW_PASSWORD"),
+        help="new password to set when an admin requires a password reset (env NEW_PASSWORD; "
+        "prompted on a terminal if omitted)")
 
     _command(commands, "logout", session.logout, "log out of Fleet")
 
@@ -153,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="exit when all online hosts have responded")
     query.add_argument("--pretty", action="store_true", help="indent the JSON results")
     query.add_argument("--timeout", default=_env("TIMEOUT"),
-                       help="stop after this long (10s, 5m, 1h; 0 = no limit)")
+                       help="stop after this long (10s, 5m, 1h; 0 = no limit); exits 1 if "
+                       "targeted hosts have not all responded by then")
 
     _command(commands, "version", _print_version, "print the fleetctl version")
     return parser

@@ -7,6 +7,7 @@ failures name the address that could not be reached.
 
 from __future__ import annotations
 
+import os
 import ssl
 import sys
 import time
@@ -19,6 +20,13 @@ from fleetctl.context import Context
 from fleetctl.errors import CLIError
 
 LOGIN_HINT = "Please log in with: fleetctl login"
+# Fleet's 403 reason while an admin-required password reset is pending.
+PASSWORD_RESET_REQUIRED = "password reset required"
+
+
+def reset_command(email: str) -> str:
+    """The command that sets the new password an admin required."""
+    return f"fleetctl login --email {email or '<email>'} --new-password '<new password>'"
 
 
 class APIError(CLIError):
@@ -30,12 +38,17 @@ class APIError(CLIError):
         message: str,
         reasons: list[str],
         retry_after: str | None = None,
+        hint: str = "",
     ) -> None:
         self.status = status
         self.message = message
         self.reasons = reasons
         self.retry_after = retry_after
+        self.hint = hint
         super().__init__(self._render())
+
+    def __str__(self) -> str:
+        return self._render()  # `hint` may be added after construction
 
     @property
     def reason(self) -> str:
@@ -49,7 +62,13 @@ class APIError(CLIError):
         text = f"{text} (HTTP {self.status})"
         if self.status == 401:
             text += f". Token invalid or session expired. {LOGIN_HINT}"
+        if self.hint:
+            text += f". {self.hint}"
         return text
+
+    @property
+    def password_reset_required(self) -> bool:
+        return self.status == 403 and PASSWORD_RESET_REQUIRED in self.reason.lower()
 
     @classmethod
     def from_response(cls, response: httpx.Response) -> APIError:
@@ -75,7 +94,10 @@ def ssl_context(ctx: Context) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=ctx.rootca or None)
     except (OSError, ssl.SSLError) as exc:
-        raise CLIError(f"reading root CA {ctx.rootca}: {exc}") from None
+        hint = "" if os.path.isabs(ctx.rootca) else (
+            " (a relative path is read from the current directory; store an absolute one "
+            "with: fleetctl config set --rootca /path/to/ca.crt)")
+        raise CLIError(f"reading root CA {ctx.rootca}: {exc}{hint}") from None
     if ctx.tls_skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -144,7 +166,11 @@ class FleetClient:
             f"({(time.monotonic() - started) * 1000:.0f} ms)"
         )
         if response.status_code >= 300:
-            raise APIError.from_response(response)
+            error = APIError.from_response(response)
+            if error.password_reset_required:
+                error.hint = ("An admin requires a new password for this account; set it "
+                              f"with: {reset_command(self.ctx.email)}")
+            raise error
         return response
 
     def call(

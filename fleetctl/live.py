@@ -105,6 +105,15 @@ class Campaign:
         return (f"{pct_total:.0f}% responded ({pct_online:.0f}% online) | "
                 f"{count}/{total} targeted hosts ({count}/{self.online} online)")
 
+    def unanswered(self) -> str:
+        """Who is still missing, for the timeout line."""
+        if self.total is None:
+            return "the server had not reported the targeted hosts yet"
+        count = len(self.responded)
+        online = max(0, self.online - count)
+        return (f"{self.total - count} of {self.total} targeted hosts did not respond "
+                f"({online} online, {self.total - count - online} offline)")
+
     def finished(self, stop_at_online: bool) -> bool:
         if self.total is None:
             return False
@@ -200,9 +209,8 @@ def _follow(client: FleetClient, campaign_id: int, args: argparse.Namespace,
                     wait = min(wait, deadline - time.monotonic())
                     if wait <= 0:
                         progress.done()
-                        if not args.quiet:
-                            print("Stopped by timeout", file=sys.stderr)
-                        return 0
+                        print(f"Stopped by timeout: {state.unanswered()}", file=sys.stderr)
+                        return 1
                 try:
                     raw = ws.recv(timeout=wait)
                 except TimeoutError:

@@ -6,9 +6,10 @@ import argparse
 import getpass
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
-from fleetctl.client import APIError, FleetClient
+from fleetctl.client import APIError, FleetClient, reset_command
 from fleetctl.context import Context, load_context, load_contexts, update_context
 from fleetctl.errors import CLIError
 
@@ -27,7 +28,7 @@ def config_set(args: argparse.Namespace) -> int:
             ("tls-skip-verify", "tls_skip_verify", args.tls_skip_verify.lower() in TRUE_WORDS)
         )
     if args.rootca:
-        changes.append(("rootca", "rootca", args.rootca))
+        changes.append(("rootca", "rootca", _absolute_file(args.rootca, "--rootca")))
     if args.url_prefix:
         changes.append(("url-prefix", "url_prefix", args.url_prefix))
     # Like Go fleetctl, CUSTOM_HEADER=H1:V1,H2:V2 stands in for repeated flags.
@@ -60,6 +61,14 @@ def config_set(args: argparse.Namespace) -> int:
     return 0
 
 
+def _absolute_file(path: str, flag: str) -> str:
+    """An absolute path to an existing file, so the context works from any directory."""
+    absolute = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isfile(absolute):
+        raise CLIError(f"{flag} {path}: no such file ({absolute})")
+    return absolute
+
+
 def config_get(args: argparse.Namespace) -> int:
     contexts = load_contexts(args.config)
     if args.context not in contexts:
@@ -69,11 +78,21 @@ def config_get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_password(prompt: str) -> str:
+def _read_password(prompt: str, flag: str = "--password") -> str:
+    """Prompt without echo; off a terminal getpass would echo (GetPassWarning), so refuse."""
+    if not sys.stdin.isatty():
+        raise CLIError(f"no password given and stdin is not a terminal to prompt on: pass {flag}")
     try:
         return getpass.getpass(prompt)
     except EOFError:
-        raise CLIError("error reading password: no input; pass --password") from None
+        raise CLIError(f"error reading password: no input; pass {flag}") from None
+
+
+def _new_password(prompt: str, flag: str) -> str:
+    password = _read_password(prompt, flag)
+    if password != _read_password("Confirm " + prompt[0].lower() + prompt[1:], flag):
+        raise CLIError("passwords do not match")
+    return password
 
 
 def setup(args: argparse.Namespace) -> int:
@@ -81,11 +100,7 @@ def setup(args: argparse.Namespace) -> int:
                                         ("org-name", args.org_name)) if not value]
     if missing:
         raise CLIError(f'Required flags "{", ".join(missing)}" not set')
-    password = args.password
-    if not password:
-        password = _read_password("Password: ")
-        if password != _read_password("Confirm Password: "):
-            raise CLIError("passwords do not match")
+    password = args.password or _new_password("Password: ", "--password")
 
     ctx = load_context(args.config, args.context)
     body = {
@@ -149,14 +164,36 @@ def login(args: argparse.Namespace) -> int:
             "fleetctl config set --token <token>"
         )
     try:
-        token = response.json().get("token")
+        body = response.json()
+        token, user = body.get("token"), body.get("user") or {}
     except (ValueError, AttributeError):
-        token = None
+        token, user = None, {}
     if not token:
         raise CLIError("Login failed: the server did not return a token")
+    if isinstance(user, dict) and user.get("force_password_reset"):
+        _perform_required_reset(args, replace(ctx, token=token), email)
     update_context(args.config, args.context, email=email, token=token)
     print("[+] Fleet login successful and context configured!")
     return 0
+
+
+def _perform_required_reset(args: argparse.Namespace, ctx: Context, email: str) -> None:
+    """An admin required a new password: set it now, or say how to, before storing a token
+    that every other command would get 403 "password reset required" with."""
+    print("[!] An admin requires you to set a new password before using Fleet.")
+    new_password = args.new_password
+    if not new_password:
+        if not sys.stdin.isatty():
+            raise CLIError(f"Login failed: a new password is required; run: "
+                           f"{reset_command(email)}")
+        new_password = _new_password("New password: ", "--new-password")
+    with FleetClient(ctx, debug=args.debug) as client:
+        try:
+            client.call("POST", "/api/latest/fleet/perform_required_password_reset",
+                        body={"new_password": new_password})
+        except APIError as exc:
+            raise CLIError(f"Login failed: setting the new password: {exc.reason}") from None
+    print("[+] New password set.")
 
 
 def _login_failure(exc: APIError) -> str:

@@ -7,6 +7,7 @@ document does not leave the server half-updated.
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,13 @@ from fleetctl.errors import CLIError
 # `report` is the name newer Fleet releases use for saved queries.
 QUERY_KINDS = ("query", "report")
 SUPPORTED_KINDS = (*QUERY_KINDS, "enroll_secret")
+# The fields of a query spec Fleet accepts, with their YAML types.
+QUERY_FIELDS: dict[str, type] = {
+    "name": str, "query": str, "description": str, "team": str, "interval": int,
+    "observer_can_run": bool, "automations_enabled": bool, "platform": str,
+    "min_osquery_version": str, "logging": str, "discard_data": bool,
+}
+REQUIRED_QUERY_FIELDS = ("name", "query")
 
 
 @dataclass
@@ -46,7 +54,7 @@ def parse_specs(path: str) -> SpecGroup:
     for number, doc in enumerate(documents, start=1):
         if doc is None:  # empty document, e.g. a leading or trailing `---`
             continue
-        where = f"document {number} of {path}"
+        where = f"{path}: document {number}"
         if not isinstance(doc, dict):
             raise CLIError(f"{where}: expected a mapping with apiVersion, kind and spec")
         kind = doc.get("kind")
@@ -59,22 +67,53 @@ def parse_specs(path: str) -> SpecGroup:
         spec = doc.get("spec")
         if not isinstance(spec, dict):
             raise CLIError(f"{where}: missing 'spec' for kind {kind!r}")
+        name = spec.get("name")
+        named = f", name {json.dumps(name, ensure_ascii=False)}" if isinstance(name, str) else ""
+        where += f" (kind {kind}{named})"
         if kind in QUERY_KINDS:
-            if not spec.get("name") or not spec.get("query"):
-                raise CLIError(f"{where}: a query spec needs both 'name' and 'query'")
-            group.queries.append(spec)
+            group.queries.append(_query_spec(spec, where))
         else:
-            secrets = spec.get("secrets")
-            if not isinstance(secrets, list) or not all(
-                isinstance(s, dict) and s.get("secret") for s in secrets
-            ):
-                raise CLIError(f"{where}: enroll_secret spec needs 'secrets: [{{secret: ...}}]'")
-            # Each enroll_secret spec replaces the whole global set, so the last one wins.
-            group.enroll_secret = {"secrets": [{"secret": s["secret"]} for s in secrets]}
+            group.enroll_secret = _secrets_spec(spec, where)
         found += 1
     if not found:
         raise CLIError(f"no specs found in {path}")
     return group
+
+
+def _type_name(kind: type) -> str:
+    return {str: "a string", int: "an integer", bool: "true or false"}[kind]
+
+
+def _query_spec(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check each field's type here, where the file and document can still be named."""
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        if value is None and key not in REQUIRED_QUERY_FIELDS:
+            continue  # `description:` with nothing after it means "not set"
+        kind = QUERY_FIELDS.get(key)
+        if kind is None:
+            raise CLIError(f"{where}: unknown field spec.{key} (known: {', '.join(QUERY_FIELDS)})")
+        # YAML booleans are ints to Python; an interval of `true` is still wrong.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise CLIError(f"{where}: spec.{key} must be {_type_name(kind)}")
+        out[key] = value
+    for key in REQUIRED_QUERY_FIELDS:
+        if not out.get(key):
+            raise CLIError(f"{where}: spec.{key} is required")
+    return out
+
+
+def _secrets_spec(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    secrets = spec.get("secrets")
+    if not isinstance(secrets, list) or not secrets:
+        raise CLIError(f"{where}: spec.secrets must be a list of {{secret: ...}}")
+    for n, item in enumerate(secrets):
+        if not isinstance(item, dict) or not item.get("secret"):
+            raise CLIError(f"{where}: spec.secrets[{n}] must be a mapping with a 'secret'")
+        if not isinstance(item["secret"], str):
+            raise CLIError(f"{where}: spec.secrets[{n}].secret must be a string")
+    # Each enroll_secret spec replaces the whole global set, so the last one wins.
+    return {"secrets": [{"secret": s["secret"]} for s in secrets]}
 
 
 def apply(args: argparse.Namespace) -> int:

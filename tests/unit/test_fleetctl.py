@@ -37,9 +37,10 @@ REPO = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "tok-admin"
 OBSERVER_TOKEN = "tok-observer"
 REST_ONLY_TOKEN = "tok-rest-only"  # accepted by REST, refused by the websocket
+RESET_TOKEN = "tok-reset"  # a user an admin required a new password of
 ENV_VARS = ("ADDRESS", "EMAIL", "TOKEN", "INSECURE", "ROOTCA", "URL_PREFIX", "CUSTOM_HEADER",
             "PASSWORD", "NAME", "ORG_NAME", "CONFIG", "CONTEXT", "HOSTS", "LABELS", "QUERY",
-            "QUERYNAME", "TIMEOUT")
+            "QUERYNAME", "TIMEOUT", "NEW_PASSWORD")
 
 
 def envelope(status: int, message: str, reason: str, **headers: str) -> JSONResponse:
@@ -104,7 +105,7 @@ class FakeFleet:
     def caller(request: Request) -> str | None:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         return {ADMIN_TOKEN: "admin", OBSERVER_TOKEN: "observer",
-                REST_ONLY_TOKEN: "admin"}.get(token)
+                REST_ONLY_TOKEN: "admin", RESET_TOKEN: "reset"}.get(token)
 
     def app(self) -> Starlette:
         def authed(handler: Any) -> Any:
@@ -113,6 +114,8 @@ class FakeFleet:
                 role = self.caller(request)
                 if role is None:
                     return envelope(401, "Authentication required", "Authentication required")
+                if role == "reset" and not request.url.path.endswith("password_reset"):
+                    return envelope(403, "Permission Denied", "password reset required")
                 result: Response = await handler(request, body, role)
                 return result
             return endpoint
@@ -134,12 +137,26 @@ class FakeFleet:
                 return envelope(429, "limit exceeded, retry after: 30s",
                                 "limit exceeded, retry after: 30s", **{"Retry-After": "30"})
             if body == {"email": "admin@example.com", "password": "p@ssw0rd!"}:
-                return JSONResponse({"user": {"id": 1, "email": body["email"]},
+                return JSONResponse({"user": {"id": 1, "email": body["email"],
+                                              "force_password_reset": False},
                                      "token": ADMIN_TOKEN, "available_teams": []})
+            if body == {"email": "new@example.com", "password": "temp0rary!pass"}:
+                return JSONResponse({"user": {"id": 2, "email": body["email"],
+                                              "force_password_reset": True},
+                                     "token": RESET_TOKEN, "available_teams": []})
             return envelope(401, "Authentication failed", "Authentication failed")
 
         async def logout(request: Request, body: Any, role: str) -> Response:
             return JSONResponse({})
+
+        async def perform_reset(request: Request, body: Any, role: str) -> Response:
+            if role != "reset":
+                return envelope(400, "Bad request", "user does not require password reset")
+            if len(body["new_password"]) < 12:
+                return envelope(422, "Validation Failed", "Password does not meet required "
+                                "criteria: Must include 12 characters, at least 1 number (e.g. "
+                                "0 - 9), and at least 1 symbol (e.g. &*#).")
+            return JSONResponse({"user": {"id": 2, "force_password_reset": False}})
 
         async def list_hosts(request: Request, body: Any, role: str) -> Response:
             page, per_page = int(request.query_params["page"]), int(
@@ -232,6 +249,8 @@ class FakeFleet:
             Route("/api/v1/setup", setup, methods=["POST"]),
             Route(f"{api}/login", login, methods=["POST"]),
             Route(f"{api}/logout", authed(logout), methods=["POST"]),
+            Route(f"{api}/perform_required_password_reset", authed(perform_reset),
+                  methods=["POST"]),
             Route(f"{api}/hosts", authed(list_hosts)),
             Route(f"{api}/hosts/identifier/{{identifier}}", authed(host_by_identifier)),
             Route(f"{api}/spec/queries", authed(query_specs), methods=["GET", "POST"]),
@@ -401,6 +420,36 @@ def test_config_set_reads_environment(fleetctl: Any, config: Path,
     assert ctx["tls-skip-verify"] is True
 
 
+def test_config_set_rootca_stores_an_absolute_path(fleetctl: Any, config: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".fleet-dev").mkdir()
+    (tmp_path / ".fleet-dev" / "fleet-dev.crt").write_text("cert")
+    monkeypatch.chdir(tmp_path)
+    res = fleetctl("config", "set", "--rootca", ".fleet-dev/fleet-dev.crt")
+    assert res.code == 0, res.err
+    absolute = str(tmp_path / ".fleet-dev" / "fleet-dev.crt")
+    assert res.out == (f'[+] Set the rootca config key to "{absolute}" in the "default" '
+                       "context\n")
+    assert read_config(config)["contexts"]["default"]["rootca"] == absolute
+
+    res = fleetctl("config", "set", "--rootca", "missing.crt")
+    assert res.code == 1
+    assert res.err == f"Error: --rootca missing.crt: no such file ({tmp_path / 'missing.crt'})\n"
+    assert read_config(config)["contexts"]["default"]["rootca"] == absolute
+
+
+def test_relative_rootca_from_an_old_config_explains_itself(fleetctl: Any, config: Path,
+                                                            address: str) -> None:
+    config.parent.mkdir(mode=0o700)
+    config.write_text(yaml.safe_dump({"contexts": {"default": {
+        "address": address, "token": ADMIN_TOKEN, "rootca": "certs/ca.crt"}}}))
+    res = fleetctl("get", "hosts")
+    assert res.code == 1
+    assert res.err.startswith("Error: reading root CA certs/ca.crt: ")
+    assert res.err.endswith("(a relative path is read from the current directory; store an "
+                            "absolute one with: fleetctl config set --rootca /path/to/ca.crt)\n")
+
+
 def test_config_get_rejects_unknown_key(fleetctl: Any) -> None:
     res = fleetctl("config", "get", "password")
     assert res.code == 2
@@ -507,6 +556,100 @@ def test_login_failures(fleetctl: Any, address: str, config: Path) -> None:
     assert res.code == 1
     assert res.err == ("Error: Login failed: too many login attempts (limit exceeded, retry "
                        "after: 30s). Retry after 30s.\n")
+
+
+def test_setup_without_a_terminal_asks_for_the_flag(fleetctl: Any, address: str,
+                                                    fake: FakeFleet) -> None:
+    fleetctl("config", "set", "--address", address)
+    res = fleetctl("setup", "--email", "admin@example.com", "--name", "Admin",
+                   "--org-name", "Acme")
+    assert res.code == 1
+    assert res.err == ("Error: no password given and stdin is not a terminal to prompt on: "
+                       "pass --password\n")
+    assert fake.bodies("/api/v1/setup") == []
+
+
+def test_setup_without_a_terminal_has_no_getpass_warning(tmp_path: Path, address: str,
+                                                         fake: FakeFleet) -> None:
+    config = tmp_path / "config"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ADDRESS": address}
+    argv = [sys.executable, "-m", "fleetctl", "--config", str(config)]
+    subprocess.run([*argv, "config", "set"], env=env, check=True, capture_output=True,
+                   timeout=60)
+    proc = subprocess.run([*argv, "setup", "--email", "a@example.com", "--name", "A",
+                           "--org-name", "Acme"], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr == ("Error: no password given and stdin is not a terminal to prompt on: "
+                           "pass --password\n")
+
+
+def test_login_with_required_password_reset_off_a_terminal(fleetctl: Any, address: str,
+                                                           fake: FakeFleet,
+                                                           config: Path) -> None:
+    fleetctl("config", "set", "--address", address)
+    res = fleetctl("login", "--email", "new@example.com", "--password", "temp0rary!pass")
+    assert res.code == 1
+    assert res.out == "[!] An admin requires you to set a new password before using Fleet.\n"
+    assert res.err == ("Error: Login failed: a new password is required; run: fleetctl login "
+                       "--email new@example.com --new-password '<new password>'\n")
+    assert read_config(config)["contexts"]["default"]["token"] == ""
+
+    res = fleetctl("login", "--email", "new@example.com", "--password", "temp0rary!pass",
+                   "--new-password", "short")
+    assert res.code == 1
+    assert res.err == ("Error: Login failed: setting the new password: Password does not meet "
+                       "required criteria: Must include 12 characters, at least 1 number (e.g. "
+                       "0 - 9), and at least 1 symbol (e.g. &*#).\n")
+    assert read_config(config)["contexts"]["default"]["token"] == ""
+
+    fake.requests.clear()
+    res = fleetctl("login", "--email", "new@example.com", "--password", "temp0rary!pass",
+                   "--new-password", "n3w-passw0rd!")
+    assert res.code == 0, res.err
+    assert res.out.splitlines() == [
+        "[!] An admin requires you to set a new password before using Fleet.",
+        "[+] New password set.",
+        "[+] Fleet login successful and context configured!",
+    ]
+    reset = [r for r in fake.requests if r["path"].endswith("perform_required_password_reset")]
+    assert [r["body"] for r in reset] == [{"new_password": "n3w-passw0rd!"}]
+    assert reset[0]["headers"]["authorization"] == f"Bearer {RESET_TOKEN}"
+    ctx = read_config(config)["contexts"]["default"]
+    assert (ctx["email"], ctx["token"]) == ("new@example.com", RESET_TOKEN)
+
+
+def test_login_prompts_for_the_required_new_password(fleetctl: Any, address: str,
+                                                     fake: FakeFleet,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    fleetctl("config", "set", "--address", address)
+    prompts: list[str] = []
+    answers = iter(["n3w-passw0rd!", "n3w-passw0rd!"])
+
+    def getpass(prompt: str) -> str:
+        prompts.append(prompt)
+        return next(answers)
+
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("getpass.getpass", getpass)
+    res = fleetctl("login", "--email", "new@example.com", "--password", "temp0rary!pass")
+    assert res.code == 0, res.err
+    assert prompts == ["New password: ", "Confirm new password: "]
+    assert fake.bodies("perform_required_password_reset") == [{"new_password": "n3w-passw0rd!"}]
+
+
+def test_commands_name_the_reset_command_on_password_reset_required(
+        logged_in: Any, fleetctl: Any) -> None:
+    fleetctl("config", "set", "--token", RESET_TOKEN, "--email", "new@example.com")
+    res = fleetctl("get", "hosts")
+    assert res.code == 1
+    assert res.err == (
+        "Error: could not list hosts: Permission Denied: password reset required (HTTP 403). "
+        "An admin requires a new password for this account; set it with: fleetctl login "
+        "--email new@example.com --new-password '<new password>'\n")
+    res = fleetctl("query", "--hosts", "host1", "--query", "SELECT 1")
+    assert res.code == 1
+    assert "set it with: fleetctl login --email new@example.com --new-password" in res.err
 
 
 # --- get ------------------------------------------------------------------------------------
@@ -661,11 +804,11 @@ def test_apply_dry_run_sends_nothing(logged_in: Any, fake: FakeFleet, tmp_path: 
     ("specs.json", "{}", "only .yml and .yaml files are supported"),
     ("bad.yml", "kind: [unclosed", "failed to parse"),
     ("empty.yml", "---\n", "no specs found in"),
-    ("kindless.yml", "apiVersion: v1\nspec: {name: a}\n", "document 1 of"),
+    ("kindless.yml", "apiVersion: v1\nspec: {name: a}\n", "kindless.yml: document 1:"),
     ("unknown.yml", "---\nkind: query\nspec: {name: a, query: b}\n---\nkind: widget\nspec: {}\n",
-     "document 2 of"),
+     "unknown.yml: document 2:"),
     ("specless.yml", "---\nkind: query\nspec: {name: a, query: b}\n---\nkind: query\n",
-     "document 2 of"),
+     "specless.yml: document 2:"),
 ])
 def test_apply_rejects_bad_files(logged_in: Any, fake: FakeFleet, tmp_path: Path, name: str,
                                  text: str, error: str) -> None:
@@ -687,6 +830,45 @@ def test_apply_error_messages_name_the_problem(logged_in: Any, tmp_path: Path) -
     assert "missing 'spec' for kind 'query'" in logged_in("apply", "-f", str(path)).err
     path.write_text("apiVersion: v1\nspec: {}\n")
     assert "missing 'kind'" in logged_in("apply", "-f", str(path)).err
+
+
+@pytest.mark.parametrize(("spec", "error"), [
+    ("{name: x, query: 1}", 'document 2 (kind query, name "x"): spec.query must be a string'),
+    ("{name: x, query: q, interval: '60'}",
+     'document 2 (kind query, name "x"): spec.interval must be an integer'),
+    ("{name: x, query: q, interval: true}",
+     'document 2 (kind query, name "x"): spec.interval must be an integer'),
+    ("{name: x, query: q, observer_can_run: 'yes'}",
+     'document 2 (kind query, name "x"): spec.observer_can_run must be true or false'),
+    ("{name: 7, query: q}", "document 2 (kind query): spec.name must be a string"),
+    ("{name: x}", 'document 2 (kind query, name "x"): spec.query is required'),
+    ("{name: x, query: q, sql: q}",
+     'document 2 (kind query, name "x"): unknown field spec.sql (known: name, query, '),
+])
+def test_apply_type_errors_name_file_document_and_field(logged_in: Any, fake: FakeFleet,
+                                                        tmp_path: Path, spec: str,
+                                                        error: str) -> None:
+    path = tmp_path / "queries.yml"
+    path.write_text(f"---\nkind: query\nspec: {{name: ok, query: q}}\n---\nkind: query\n"
+                    f"spec: {spec}\n")
+    res = logged_in("apply", "-f", str(path))
+    assert res.code == 1
+    assert res.err.startswith(f"Error: {path}: {error}")
+    assert len(res.err.splitlines()) == 1
+    assert fake.requests == []
+
+
+def test_apply_secret_type_error_and_empty_fields(logged_in: Any, fake: FakeFleet,
+                                                  tmp_path: Path) -> None:
+    path = tmp_path / "secrets.yml"
+    path.write_text("kind: enroll_secret\nspec: {secrets: [{secret: 12}]}\n")
+    res = logged_in("apply", "-f", str(path))
+    assert res.err == (f"Error: {path}: document 1 (kind enroll_secret): "
+                       "spec.secrets[0].secret must be a string\n")
+    # An empty optional field (`description:`) means "not set", not null.
+    path.write_text("kind: query\nspec:\n  name: x\n  query: q\n  description:\n")
+    assert logged_in("apply", "-f", str(path)).code == 0
+    assert fake.bodies("/spec/queries") == [{"specs": [{"name": "x", "query": "q"}]}]
 
 
 def test_apply_forbidden(logged_in: Any, fleetctl: Any, tmp_path: Path) -> None:
@@ -756,9 +938,16 @@ def test_query_timeout(logged_in: Any) -> None:
     started = time.monotonic()
     res = logged_in("query", "--hosts", "host1", "--query", "SELECT 'hang'", "--timeout",
                     "300ms")
-    assert res.code == 0, res.err
-    assert res.err.splitlines()[-1] == "Stopped by timeout"
+    assert res.code == 1
+    assert res.err.splitlines()[-1] == (
+        "Stopped by timeout: 1 of 3 targeted hosts did not respond (0 online, 1 offline)")
     assert len(res.out.splitlines()) == 2
+    res = logged_in("query", "--hosts", "host1", "--query", "SELECT 'hang'", "--timeout",
+                    "300ms", "--quiet")
+    assert res.code == 1
+    assert res.err.splitlines()[-1] == (
+        "Stopped by timeout: 1 of 3 targeted hosts did not respond (0 online, 1 offline)")
+    assert "responded" not in res.err  # --quiet drops the progress lines, not the reason
     assert time.monotonic() - started < 5
 
 
