@@ -303,7 +303,9 @@ class SimulatedAgent:
             return False
         key = data.get("node_key") if "node_key" in data else data.get("id")
         if not isinstance(key, str) or not key:
-            self._fail("enroll", "no node key returned")
+            # Fleet explains a refused enrollment in `error` (e.g. "invalid secret").
+            error = data.get("error")
+            self._fail("enroll", f"error: {error}" if error else "no node key returned")
             return False
         self.node_key = key
         self.stats.enrollments += 1

@@ -58,6 +58,8 @@ def parse_duration(text: str) -> float:
 def parse_templates(spec: str, host_count: int | None) -> list[str]:
     """Template of each host index: ``a,b`` alternates over ``host_count`` hosts; ``a:3,b:7``
     gives exact counts (interleaved so enrollment mixes platforms)."""
+    if host_count is not None and host_count < 1:
+        raise ValueError(f"--host_count must be at least 1 (got {host_count})")
     entries = [e.strip() for e in spec.split(",") if e.strip()]
     if not entries:
         raise ValueError("--os_templates is empty")
@@ -75,6 +77,8 @@ def parse_templates(spec: str, host_count: int | None) -> list[str]:
         canonical = resolve_template(name.strip()).name
         remaining[canonical] = remaining.get(canonical, 0) + int(count)
     total = sum(remaining.values())
+    if total < 1:
+        raise ValueError("--os_templates: the counts add up to no host")
     if host_count is not None and host_count != total:
         raise ValueError(f"--host_count {host_count} != {total} hosts from --os_templates")
     plan: list[str] = []
@@ -100,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{name}", f"-{name}", **kwargs)  # type: ignore[arg-type]
 
     add("server_url", default="https://localhost:8080", help="Fleet base URL")
-    add("enroll_secret", default="", help="enroll secret sent by every host")
+    add("enroll_secret", default="",
+        help="enroll secret sent by every host (required; see `fleetctl get enroll_secret`)")
     add("host_count", type=int, default=None, help="number of hosts (default 10)")
     add("start_period", type=parse_duration, default=10.0,
         help="spread host start-up evenly over this duration (default 10s)")
@@ -114,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="config refresh interval (default 1m)")
     add("logger_tls_period", type=parse_duration, default=10.0,
         help="log flush period (default 10s; config options override it)")
-    add("logger_tls_max_lines", type=int, default=1024, help="max lines per log request")
+    add("logger_tls_max_lines", type=int, default=1024,
+        help="max lines per log request (at least 1)")
     tls = parser.add_mutually_exclusive_group()
     tls.add_argument("--tls_server_certs", "-tls_server_certs", metavar="PEM",
                      help="CA bundle to verify the server with (default: system store)")
@@ -475,6 +481,11 @@ def main(argv: list[str] | None = None) -> int:
         plan = parse_templates(args.os_templates, args.host_count)
     except ValueError as exc:
         parser.error(str(exc))
+    if not args.enroll_secret:
+        parser.error("--enroll_secret is required (print it with: fleetctl get enroll_secret)")
+    if args.logger_tls_max_lines < 1:
+        parser.error(f"--logger_tls_max_lines must be at least 1 (got "
+                     f"{args.logger_tls_max_lines})")
     if args.only_already_enrolled and args.node_key_file is None:
         parser.error("--only_already_enrolled needs --node_key_file")
     if args.connections < 0:
@@ -496,4 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_summary(summary), file=sys.stderr)
     if args.json_summary is not None:
         args.json_summary.write_text(json.dumps(summary, indent=2) + "\n")
+    if summary["hosts"]["enrolled"] == 0:
+        print("osquery-perf: no host enrolled", file=sys.stderr)
+        return 1
     return 0

@@ -2,10 +2,12 @@
 
 Fleet's queries are recognised by name first (``fleet_detail_query_<name>``, labels,
 policies), as Fleet's own osquery-perf does. Anything else goes through a deliberately loose
-evaluator: it finds the first table after a top-level ``FROM``, projects plain columns and
-aliases, honours ``count(*)``, ``LIMIT`` and simple ``WHERE`` conjunctions
-(``col = 'x' AND col LIKE 'y%'``), and otherwise returns every row. Parsing is cached per SQL
-string because thousands of agents receive the same queries.
+evaluator: it reads the tables of a top-level ``FROM`` (one table, or a join of tables with
+commas or ``[LEFT|INNER|CROSS] JOIN ... ON/USING``), projects plain and qualified columns and
+aliases, honours ``count(*)``, ``LIMIT`` and simple ``WHERE``/``ON`` conjunctions
+(``col = 'x' AND a.pid = b.pid AND col LIKE 'y%'``), and otherwise returns every row. SQL that
+SQLite could not prepare fails with SQLite's message, as osqueryd reports it. Parsing is
+cached per SQL string because thousands of agents receive the same queries.
 """
 
 from __future__ import annotations
@@ -33,21 +35,29 @@ ONE_ROW = [{"1": "1"}]
 
 # --- parsing -----------------------------------------------------------------------------------
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_IDENT = r'(?:[A-Za-z_]\w*\.)?"?([A-Za-z_]\w*)"?'
+_IDENT = r'(?:([A-Za-z_]\w*)\.)?"?([A-Za-z_]\w*)"?'  # groups: qualifier, column
 _LITERAL = r"'(?:[^']|'')*'|-?\d+(?:\.\d+)?|true|false"
 _COND = re.compile(
     rf"^{_IDENT}\s*(=|==|!=|<>|>=|<=|>|<|not\s+like|like)\s*({_LITERAL})$", re.I | re.S)
+_SAME = re.compile(rf"^{_IDENT}\s*(=|==|!=|<>)\s*{_IDENT}$", re.I | re.S)
 _IN = re.compile(rf"^{_IDENT}\s+(not\s+)?in\s*\((.*)\)$", re.I | re.S)
 _ALIAS = re.compile(r"^(.*?)\s+(?:as\s+)?\"?([A-Za-z_]\w*)\"?$", re.I | re.S)
 _COUNT = re.compile(r"^count\s*\(\s*(?:\*|1|distinct\s+\w+|\w+)\s*\)$", re.I)
+_SOURCE = re.compile(
+    r'^"?([A-Za-z_]\w*)"?(?:\s+(?:as\s+)?(?!(?:on|using)\b)"?([A-Za-z_]\w*)"?)?\s*(.*)$',
+    re.I | re.S)
 _CLAUSES = ("where", "group", "order", "limit", "having", "union")
+_STATEMENTS = ("select", "with", "values", "pragma", "explain")
+_JOIN_WORDS = ("natural", "left", "inner", "cross", "outer", "join")
+MAX_JOIN_ROWS = 100_000  # a cross product of big tables stops growing here
 
 Cond = Callable[[Row], bool]
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One SELECT list entry: ``kind`` is all | col | const | count | expr."""
+    """One SELECT list entry: ``kind`` is all | col | const | count | expr; an ``all`` with a
+    ``source`` is ``alias.*``."""
 
     kind: str
     source: str
@@ -55,16 +65,33 @@ class Item:
 
 
 @dataclass(frozen=True, slots=True)
+class Source:
+    """One table of the FROM clause, joined to the tables before it."""
+
+    table: str
+    alias: str
+    outer: bool = False  # LEFT JOIN: keep left rows without a match
+    on: tuple[Cond, ...] | None = None  # None: no ON, or one we cannot evaluate
+    using: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedQuery:
-    table: str | None
+    sources: tuple[Source, ...]  # empty: no FROM, or a FROM we cannot follow (subquery)
     items: tuple[Item, ...]
     where: tuple[Cond, ...] | None  # None: no WHERE, or one we cannot evaluate
     limit: int | None
     from_clause: bool
+    error: str = ""  # SQLite's message for SQL it could not prepare
+
+    @property
+    def joined(self) -> bool:
+        return len(self.sources) > 1
 
 
 def _top_level(sql: str) -> list[tuple[int, str]]:
-    """(offset, lower-cased word) of every word outside quotes and parentheses."""
+    """(offset, token) of every lower-cased word, comma and opening parenthesis outside
+    quotes and parentheses."""
     words: list[tuple[int, str]] = []
     depth, i, n = 0, 0, len(sql)
     while i < n:
@@ -74,9 +101,13 @@ def _top_level(sql: str) -> list[tuple[int, str]]:
             i = n if end < 0 else end + 1
             continue
         if c == "(":
+            if depth == 0:
+                words.append((i, c))
             depth += 1
         elif c == ")":
             depth -= 1
+        elif depth == 0 and c == ",":
+            words.append((i, c))
         elif depth == 0 and (c.isalpha() or c == "_"):
             m = _WORD.match(sql, i)
             assert m is not None
@@ -105,6 +136,36 @@ def _split_commas(text: str) -> list[str]:
     return parts
 
 
+def _near(text: str) -> str:
+    """SQLite's error for an unexpected token at the start of ``text``."""
+    text = text.lstrip()
+    if not text:
+        return "incomplete input"
+    m = _WORD.match(text)
+    return f'near "{m.group() if m else text[0]}": syntax error'
+
+
+def _lexical_error(sql: str) -> str:
+    """Unterminated quotes and unbalanced parentheses, as SQLite reports them."""
+    depth, i, n = 0, 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"`":
+            end = sql.find(c, i + 1)
+            if end < 0:
+                return f'unrecognized token: "{sql[i:]}"'
+            i = end + 1
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth < 0:
+                return 'near ")": syntax error'
+        i += 1
+    return "incomplete input" if depth else ""
+
+
 def _literal(text: str) -> str:
     low = text.lower()
     if low in ("true", "false"):
@@ -114,16 +175,24 @@ def _literal(text: str) -> str:
     return text
 
 
-def _item(text: str) -> Item:
-    if text == "*" or text.endswith(".*"):
+def _key(qualifier: str | None, column: str, joined: bool) -> str:
+    """How a column is looked up: ``alias.column`` in a join, else the plain name."""
+    return f"{qualifier.lower()}.{column}" if qualifier and joined else column
+
+
+def _item(text: str, joined: bool) -> Item:
+    if text == "*":
         return Item("all", "", "")
+    if text.endswith(".*"):
+        return Item("all", text[:-2].strip().strip('"').lower() if joined else "", "")
     expr, out = text, text
     m = _ALIAS.match(text)
     if m and not re.fullmatch(_LITERAL, text, re.I) and not re.fullmatch(_IDENT, text):
         expr, out = m.group(1).strip(), m.group(2)
     ident = re.fullmatch(_IDENT, expr)
     if ident:
-        return Item("col", ident.group(1), out if out != expr else ident.group(1))
+        column = ident.group(2)
+        return Item("col", _key(ident.group(1), column, joined), out if out != expr else column)
     if re.fullmatch(_LITERAL, expr, re.I):
         return Item("const", _literal(expr), out)
     if _COUNT.match(expr):
@@ -138,16 +207,22 @@ def _number(value: str) -> float | None:
         return None
 
 
-def _condition(text: str) -> Cond | None:
+def _condition(text: str, joined: bool) -> Cond | None:
     m = _IN.match(text)
     if m:
-        column, negate = m.group(1), bool(m.group(2))
-        values = {_literal(v.strip()) for v in _split_commas(m.group(3))}
+        column, negate = _key(m.group(1), m.group(2), joined), bool(m.group(3))
+        values = {_literal(v.strip()) for v in _split_commas(m.group(4))}
         return lambda row: (row.get(column, "") in values) != negate
+    m = _SAME.match(text)
+    if m and not re.fullmatch(_LITERAL, m.group(5), re.I):  # column = column (a join key)
+        left, right = _key(m.group(1), m.group(2), joined), _key(m.group(4), m.group(5), joined)
+        equal = m.group(3) in ("=", "==")
+        return lambda row: (_compare(row.get(left, ""), row.get(right, "")) == 0) == equal
     m = _COND.match(text)
     if not m:
         return None
-    column, op, want = m.group(1), " ".join(m.group(2).lower().split()), _literal(m.group(3))
+    column = _key(m.group(1), m.group(2), joined)
+    op, want = " ".join(m.group(3).lower().split()), _literal(m.group(4))
     if op.endswith("like"):
         pattern = re.compile(
             "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in want),
@@ -169,7 +244,7 @@ def _compare(have: str, want: str) -> int:
     return (have > want) - (have < want)
 
 
-def _where(text: str) -> tuple[Cond, ...] | None:
+def _where(text: str, joined: bool) -> tuple[Cond, ...] | None:
     words = _top_level(text)
     if any(w == "or" for _, w in words):
         return None
@@ -177,22 +252,102 @@ def _where(text: str) -> tuple[Cond, ...] | None:
     bounds = [0, *cuts]
     parts = [text[a + (3 if a else 0):b].strip() for a, b in zip(bounds, [*cuts, len(text)],
                                                                    strict=True)]
-    conds = [_condition(p) for p in parts]
+    conds = [_condition(p, joined) for p in parts]
     if any(c is None for c in conds):
         return None
     return tuple(c for c in conds if c is not None)
 
 
+def _from_pieces(text: str) -> list[tuple[str, bool]] | str:
+    """Split a FROM clause at commas and JOINs: (table text, is a LEFT JOIN) each, or
+    SQLite's error when a table is missing."""
+    pieces: list[tuple[str, bool]] = []
+    start, outer, in_join = 0, False, False
+    for off, word in [*_top_level(text), (len(text), ",")]:
+        if word == "," or (word in _JOIN_WORDS and not in_join):
+            piece = text[start:off].strip()
+            if not piece:
+                return _near(text[off:])
+            pieces.append((piece, outer))
+            start, outer, in_join = off + len(word), word == "left", word not in (",", "join")
+        elif in_join and word in _JOIN_WORDS:
+            outer = outer or word == "left"
+            start = off + len(word)
+            in_join = word != "join"
+        elif in_join:  # a table right after modifiers without JOIN, e.g. "left time"
+            return _near(text[off:])
+    return pieces
+
+
+def _sources(text: str) -> tuple[Source, ...] | str | None:
+    """The FROM clause's tables; None for one we cannot follow (a subquery or table
+    function), a string for a syntax error."""
+    pieces = _from_pieces(text)
+    if isinstance(pieces, str):
+        return pieces
+    joined = len(pieces) > 1
+    sources = []
+    for piece, outer in pieces:
+        if piece.startswith("("):
+            return None
+        m = _SOURCE.match(piece)
+        if m is None:
+            return _near(piece)
+        table, alias, rest = m.group(1).lower(), (m.group(2) or m.group(1)).lower(), m.group(3)
+        on: tuple[Cond, ...] | None = None
+        using: tuple[str, ...] = ()
+        low = rest.lower()
+        if low.startswith("on") and not _WORD.match(low, 2):
+            if not rest[2:].strip():
+                return "incomplete input"
+            on = _where(rest[2:].strip(), joined)
+        elif low.startswith("using"):
+            inner = rest[5:].strip()
+            if not (inner.startswith("(") and inner.endswith(")")):
+                return _near(inner)
+            using = tuple(c.strip().strip('"') for c in inner[1:-1].split(","))
+        elif rest.startswith("("):
+            return None  # a table-valued function call
+        elif rest:
+            return _near(rest)
+        sources.append(Source(table, alias, outer, on, using))
+    return tuple(sources)
+
+
+def _statement_error(text: str, select: str, items: list[str], starts: list[tuple[int, str]],
+                     select_end: int) -> str:
+    """What SQLite says about the statement's shape (keyword, select list, empty clauses)."""
+    if not text:
+        return ""
+    first = _WORD.match(text)
+    if first is None or first.group().lower() not in _STATEMENTS:
+        return _near(text)
+    if first.group().lower() != "select":
+        return ""
+    if not select.strip() or not items[-1]:
+        return _near(text[select_end:])
+    if any(not item for item in items):
+        return 'near ",": syntax error'
+    for k, (off, word) in enumerate(starts):
+        end = starts[k + 1][0] if k + 1 < len(starts) else len(text)
+        if word != "union" and not text[off + len(word):end].strip():
+            return _near(text[end:])
+    return ""
+
+
 @lru_cache(maxsize=4096)
 def parse(sql: str) -> ParsedQuery:
-    """Loosely parse one SELECT statement."""
+    """Loosely parse one SELECT statement; reject what SQLite could not prepare."""
     text = re.sub(r"--[^\n]*", " ", sql).strip().rstrip(";").strip()
-    words = _top_level(text)
+    words = [(off, w) for off, w in _top_level(text) if w not in (",", "(")]
     starts = [(off, w) for off, w in words if w in ("from", *_CLAUSES)]
     select_end = starts[0][0] if starts else len(text)
-    head = re.match(r"\s*select\s+(?:distinct\s+)?", text, re.I)
-    select = text[head.end() if head else 0:select_end]
-    items = tuple(_item(p) for p in _split_commas(select) if p)
+    head = re.match(r"select\b\s*(?:distinct\s+)?", text, re.I)
+    select = text[head.end():select_end] if head else text[:select_end]
+    parts = _split_commas(select)
+    error = _lexical_error(text) or _statement_error(text, select, parts, starts, select_end)
+    if error:
+        return ParsedQuery((), (), None, None, False, error)
 
     def clause(name: str) -> str | None:
         for k, (off, w) in enumerate(starts):
@@ -202,18 +357,52 @@ def parse(sql: str) -> ParsedQuery:
         return None
 
     source = clause("from")
-    table = None
-    if source is not None:
-        m = _WORD.match(source)
-        table = m.group().lower() if m else None
+    if text[:4].lower() == "with":  # common table expressions: beyond this evaluator
+        return ParsedQuery((), (), None, None, True)
+    sources = _sources(source) if source is not None else ()
+    if isinstance(sources, str):
+        return ParsedQuery((), (), None, None, False, sources)
+    sources = sources or ()
+    joined = len(sources) > 1
+    items = tuple(_item(p, joined) for p in parts if p)
     where_text = clause("where")
     limit_text = clause("limit")
     limit = int(limit_text) if limit_text and limit_text.isdigit() else None
-    return ParsedQuery(table, items, _where(where_text) if where_text else None, limit,
-                       source is not None)
+    return ParsedQuery(sources, items, _where(where_text, joined) if where_text else None,
+                       limit, source is not None)
 
 
 # --- evaluation --------------------------------------------------------------------------------
+def _join(sources: tuple[Source, ...], ctx: Ctx) -> list[Row] | str:
+    """Rows of the joined tables: plain column names (a later table's value wins, as in
+    osquery's row maps) plus ``alias.column`` keys for qualified references; or the name of
+    a table this platform does not have."""
+    joined: list[Row] = [{}]
+    for src in sources:
+        rows = table_rows(src.table, ctx)
+        if rows is None:
+            return src.table
+        blank = dict.fromkeys(rows[0], "") if rows else {}
+        out: list[Row] = []
+        for left in joined:
+            matched = False
+            for right in rows:
+                if src.using and any(left.get(c, "") != right.get(c, "") for c in src.using):
+                    continue
+                row = {**left, **right}
+                row.update({f"{src.alias}.{k}": v for k, v in right.items()})
+                if src.on and not all(c(row) for c in src.on):
+                    continue
+                out.append(row)
+                matched = True
+            if src.outer and not matched:
+                out.append({**blank, **left})
+            if len(out) >= MAX_JOIN_ROWS:
+                break
+        joined = out
+    return joined
+
+
 def _filter(query: ParsedQuery, rows: list[Row]) -> list[Row]:
     if query.where:
         conds = query.where
@@ -221,20 +410,30 @@ def _filter(query: ParsedQuery, rows: list[Row]) -> list[Row]:
     return rows
 
 
-def _project(items: tuple[Item, ...], rows: list[Row]) -> list[Row]:
+def _plain(row: Row) -> Row:
+    return {k: v for k, v in row.items() if "." not in k}
+
+
+def _project(items: tuple[Item, ...], rows: list[Row], joined: bool) -> list[Row]:
     if any(i.kind == "count" for i in items):
         first = rows[0] if rows else {}
-        return [_row(items, first, str(len(rows)))]
-    if len(items) == 1 and items[0].kind == "all":
+        return [_row(items, first, str(len(rows)), joined)]
+    if len(items) == 1 and items[0].kind == "all" and not joined:
         return rows
-    return [_row(items, row, "") for row in rows]
+    return [_row(items, row, "", joined) for row in rows]
 
 
-def _row(items: tuple[Item, ...], row: Row, count: str) -> Row:
+def _row(items: tuple[Item, ...], row: Row, count: str, joined: bool = False) -> Row:
     out: Row = {}
     for item in items:
         if item.kind == "all":
-            out.update(row)
+            if not joined:
+                out.update(row)
+            elif item.source:
+                prefix = item.source + "."
+                out.update({k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)})
+            else:
+                out.update(_plain(row))
         elif item.kind == "col":
             out[item.out] = row.get(item.source, "")
         elif item.kind == "const":
@@ -246,27 +445,40 @@ def _row(items: tuple[Item, ...], row: Row, count: str) -> Row:
     return out
 
 
+def _rows(query: ParsedQuery, ctx: Ctx) -> list[Row] | str:
+    """The rows the FROM clause yields, or the name of a table the platform lacks."""
+    if not query.joined:
+        rows = table_rows(query.sources[0].table, ctx)
+        return query.sources[0].table if rows is None else rows
+    return _join(query.sources, ctx)
+
+
 def run_sql(sql: str, ctx: Ctx) -> Answer:
     """Evaluate ``sql`` against the host's fake tables."""
     query = parse(sql)
-    if query.table is None:
-        if query.from_clause:  # FROM a subquery or join we cannot follow
+    if query.error:
+        return Answer([], 1, query.error)
+    if not query.sources:
+        if query.from_clause:  # FROM a subquery we cannot follow
             return Answer([])
         return Answer([_row(query.items, {}, "1")])
-    rows = table_rows(query.table, ctx)
-    if rows is None:
-        return Answer([], 1, f"no such table: {query.table}")
-    rows = _project(query.items, _filter(query, rows))
+    rows = _rows(query, ctx)
+    if isinstance(rows, str):
+        return Answer([], 1, f"no such table: {rows}")
+    rows = _project(query.items, _filter(query, rows), query.joined)
     return Answer(rows[: query.limit] if query.limit is not None else rows)
 
 
 def discovery_has_rows(sql: str, ctx: Ctx) -> bool:
-    """Whether a discovery query returns rows; what we cannot evaluate counts as a row."""
+    """Whether a discovery query returns rows; SQL that fails to prepare has none, what we
+    cannot evaluate counts as a row."""
     query = parse(sql)
-    if query.table is None:
+    if query.error:
+        return False
+    if not query.sources:
         return True
-    rows = table_rows(query.table, ctx)
-    if rows is None:
+    rows = _rows(query, ctx)
+    if isinstance(rows, str):
         return True
     return bool(_filter(query, rows))
 

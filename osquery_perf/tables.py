@@ -174,6 +174,17 @@ def _path(family: str, name: str) -> str:
     return f"/usr/sbin/{name}"
 
 
+def _etc_hosts(ctx: Ctx) -> list[Row]:
+    """The stock loopback entries (macOS adds broadcasthost) plus the host's own name."""
+    host = ctx.host
+    rows = [{"address": "127.0.0.1", "hostnames": "localhost"},
+            {"address": "::1", "hostnames": "localhost"}]
+    if host.family == "darwin":
+        rows.insert(1, {"address": "255.255.255.255", "hostnames": "broadcasthost"})
+    rows.append({"address": host.primary_ip, "hostnames": host.hostname})
+    return rows
+
+
 def _processes(ctx: Ctx) -> list[Row]:
     host = ctx.host
     rng = random.Random(host.rng_key + ":processes")
@@ -226,6 +237,7 @@ def _logical_drives(ctx: Ctx) -> list[Row]:
 TABLES: dict[str, TableFn] = {
     "apps": lambda c: c.host.native_software_rows(),
     "deb_packages": lambda c: c.host.native_software_rows(),
+    "etc_hosts": _etc_hosts,
     "programs": lambda c: c.host.native_software_rows(),
     "interface_addresses": _interface_addresses,
     "interface_details": _interface_details,

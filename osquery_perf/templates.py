@@ -270,7 +270,7 @@ def make_host(
         hostname = computer_name = f"DESKTOP-{_serial(rng, 7)}"
         fqdn = f"{hostname}.corp.example"
         iface = "Ethernet"
-    ip = f"10.{(index >> 16) & 0xFF}.{(index >> 8) & 0xFF}.{(index & 0xFF) or 1}"
+    ip = primary_ip(index)
     mac = "02:" + ":".join(f"{rng.randrange(256):02x}" for _ in range(5))
 
     boot_time = now_i - rng.randrange(3_600, 45 * 86_400)
@@ -332,6 +332,13 @@ def make_host(
         users=_users(rng, family), software_index=software_index,
         unique_software=tuple(_unique_package(rng, tpl, n) for n in range(2)),
     )
+
+
+def primary_ip(index: int) -> str:
+    """A distinct address in 10.0.0.0/8 for each of the first 254 * 65,536 host indices:
+    254 hosts per /24 (.1 to .254), never a network or broadcast address."""
+    block, host = divmod(index, 254)
+    return f"10.{(block >> 8) & 0xFF}.{block & 0xFF}.{host + 1}"
 
 
 def _users(rng: random.Random, family: str) -> tuple[Row, ...]:

@@ -20,11 +20,12 @@ import orjson
 import pytest
 
 from fleet.tls import ensure_dev_certificate
-from osquery_perf import SimulatedAgent, make_host
+from osquery_perf import Answer, SimulatedAgent, make_host, run_sql
 from osquery_perf.cli import Behind, build_parser, make_ssl_context, parse_duration, parse_templates
 from osquery_perf.cli import main as cli_main
 from osquery_perf.scheduler import Ticker
 from osquery_perf.stats import ENDPOINTS, FleetStats, Histogram
+from osquery_perf.tables import Ctx
 from osquery_perf.templates import TEMPLATES
 from osquery_perf.transport import ConnectionPool, Endpoint, HTTPConnection
 
@@ -919,10 +920,9 @@ def test_behind_counts_late_and_overdue_hosts() -> None:
     assert behind.hosts == 1 and behind.run_max_hosts == 2 and agents[1].late_max == 0
 
 
-def test_cli_duration_and_json_summary(tls_files: tuple[Path, Path], tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def run_cli(raw: RawServer, tls_files: tuple[Path, Path], *argv: str) -> int:
+    """`osquery-perf` in-process against `raw`, served from a loop in another thread."""
     loop = asyncio.new_event_loop()
-    raw = RawServer()
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(*tls_files)
     server = loop.run_until_complete(loop.create_server(
@@ -931,13 +931,9 @@ def test_cli_duration_and_json_summary(tls_files: tuple[Path, Path], tmp_path: P
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     thresholds = gc.get_threshold()
-    summary_path = tmp_path / "summary.json"
     try:
-        rc = cli_main([
-            "--server_url", f"https://127.0.0.1:{port}", "--tls_server_certs", str(tls_files[0]),
-            "--host_count", "4", "--start_period", "0.2", "--query_interval", "0.3",
-            "--duration", "1.6", "--status_interval", "0.5", "--seed", "1",
-            "--json_summary", str(summary_path)])
+        return cli_main(["--server_url", f"https://127.0.0.1:{port}",
+                         "--tls_server_certs", str(tls_files[0]), *argv])
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
@@ -945,6 +941,15 @@ def test_cli_duration_and_json_summary(tls_files: tuple[Path, Path], tmp_path: P
         thread.join(5)
         server.close()
         loop.close()
+
+
+def test_cli_duration_and_json_summary(tls_files: tuple[Path, Path], tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    summary_path = tmp_path / "summary.json"
+    rc = run_cli(RawServer(), tls_files, "--enroll_secret", "s3cret",
+                 "--host_count", "4", "--start_period", "0.2", "--query_interval", "0.3",
+                 "--duration", "1.6", "--status_interval", "0.5", "--seed", "1",
+                 "--json_summary", str(summary_path))
     assert rc == 0
     summary = json.loads(summary_path.read_text())
     assert summary["hosts"] == {"started": 4, "enrolled": 4}
@@ -989,3 +994,143 @@ async def test_requests_after_a_failed_enroll_carry_an_empty_node_key(
     log = server.to("/log")[0]
     assert log.headers["content-encoding"] == "gzip" and "authorization" not in log.headers
     assert log.body["node_key"] == ""
+
+
+# --- what a newcomer hits -----------------------------------------------------------------------
+@pytest.mark.parametrize(("argv", "error"), [
+    ([], "--enroll_secret is required (print it with: fleetctl get enroll_secret)"),
+    (["--enroll_secret", "s", "--host_count", "0"], "--host_count must be at least 1 (got 0)"),
+    (["--enroll_secret", "s", "--host_count", "-3"], "--host_count must be at least 1 (got -3)"),
+    (["--enroll_secret", "s", "--os_templates", "ubuntu:0,macos:0"],
+     "--os_templates: the counts add up to no host"),
+    (["--enroll_secret", "s", "--logger_tls_max_lines", "0"],
+     "--logger_tls_max_lines must be at least 1 (got 0)"),
+])
+def test_cli_refuses_missing_secret_and_counts_below_one(
+        argv: list[str], error: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["--server_url", "https://fleet.test", *argv])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"osquery-perf: error: {error}"
+
+
+async def test_refused_enroll_reports_the_server_error(server: FakeServer,
+                                                       client: httpx.AsyncClient) -> None:
+    server.script("/enroll", reply({"error": "enroll failed: invalid secret",
+                                    "node_invalid": True}, status=401), reply({}))
+    agent = make_agent(client)
+    assert not await agent.enroll()
+    assert agent.stats.last_error == "enroll: error: enroll failed: invalid secret"
+    assert not await agent.enroll()  # no error text: say what was missing
+    assert agent.stats.last_error == "enroll: no node key returned"
+
+
+class RefusingServer(RawServer):
+    """Refuses every enrollment the way Fleet does for a wrong secret."""
+
+    def default(self, path: str) -> bytes:
+        if path == "/api/osquery/enroll":
+            return http_reply(orjson.dumps({"error": "enroll failed: invalid secret",
+                                            "node_invalid": True}), status="401 Unauthorized")
+        return super().default(path)
+
+
+def test_cli_exits_1_when_no_host_enrolled(tls_files: tuple[Path, Path],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    rc = run_cli(RefusingServer(), tls_files, "--enroll_secret", "wrong", "--host_count", "2",
+                 "--start_period", "0", "--duration", "0.5", "--status_interval", "10")
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "0/2 hosts enrolled" in err
+    assert ("most common last error (2 hosts): enroll: error: enroll failed: invalid secret"
+            in err)
+    assert err.splitlines()[-1] == "osquery-perf: no host enrolled"
+
+
+def ctx_for(template: str = "ubuntu", index: int = 0) -> Ctx:
+    return Ctx(make_host(template, index, 42, now=NOW, osquery_version="5.23.1"), NOW, {})
+
+
+def test_joins_answer_with_the_columns_of_every_table() -> None:
+    ctx = ctx_for()
+    host = ctx.host
+    time_row = run_sql("SELECT * FROM time", ctx).rows[0]
+    both = run_sql("select * from time, osquery_info", ctx)
+    assert both.status == 0 and both.rows == [{**time_row, **host.osquery_info}]
+    assert run_sql("SELECT t.unix_time, o.version AS v FROM time t JOIN osquery_info o",
+                   ctx).rows == [{"unix_time": str(int(NOW)), "v": "5.23.1"}]
+    assert run_sql("select o.* from time as t cross join osquery_info as o",
+                   ctx).rows == [host.osquery_info]
+    ports = run_sql("SELECT * FROM listening_ports", ctx).rows
+    names = {p["pid"]: p["name"] for p in run_sql("SELECT * FROM processes", ctx).rows}
+    expected = [{"name": names[p["pid"]], "port": p["port"]} for p in ports]
+    for sql in ("SELECT p.name, l.port FROM processes p JOIN listening_ports l "
+                "ON p.pid = l.pid",
+                "select p.name, l.port from processes p, listening_ports l where p.pid = l.pid",
+                "SELECT name, port FROM processes INNER JOIN listening_ports USING (pid)"):
+        assert sorted(run_sql(sql, ctx).rows, key=str) == sorted(expected, key=str), sql
+    # A LEFT JOIN keeps the processes without a port, their port columns empty.
+    left = run_sql("SELECT p.name, l.port FROM processes p LEFT JOIN listening_ports l "
+                   "ON p.pid = l.pid", ctx).rows
+    by_pid = {pid: [p["port"] for p in ports if p["pid"] == pid] or [""] for pid in names}
+    assert sorted(left, key=str) == sorted(
+        ({"name": names[pid], "port": port} for pid, found in by_pid.items() for port in found),
+        key=str)
+    assert {"name": "bash", "port": ""} in left
+    assert run_sql("select count(*) from time, users", ctx).rows == [
+        {"count(*)": str(len(host.users))}]
+    missing = run_sql("SELECT * FROM time JOIN apps", ctx)  # not a Linux table
+    assert (missing.rows, missing.status, missing.message) == ([], 1, "no such table: apps")
+
+
+@pytest.mark.parametrize(("sql", "message"), [
+    ("selec * from time", 'near "selec": syntax error'),
+    ("select from time", 'near "from": syntax error'),
+    ("select version, from osquery_info", 'near "from": syntax error'),
+    ("select a,, b from time", 'near ",": syntax error'),
+    ("select * from", "incomplete input"),
+    ("select * from time where", "incomplete input"),
+    ("select * from time where limit 1", 'near "limit": syntax error'),
+    ("select * from , time", 'near ",": syntax error'),
+    ("select * from time join", "incomplete input"),
+    ("select * from time left osquery_info", 'near "osquery_info": syntax error'),
+    ("select 'abc from time", "unrecognized token: \"'abc from time\""),
+    ("select count(* from time", "incomplete input"),
+    ("select 1)", 'near ")": syntax error'),
+    ("select", "incomplete input"),
+])
+def test_unparseable_sql_fails_with_sqlites_message(sql: str, message: str) -> None:
+    assert run_sql(sql, ctx_for()) == Answer([], 1, message)
+
+
+async def test_syntax_error_is_a_failed_live_query(server: FakeServer,
+                                                   client: httpx.AsyncClient) -> None:
+    agent = await enrolled(client)
+    server.script("/distributed/read", read_reply({
+        "fleet_distributed_query_7": "selec * from osquery_info",
+        "fleet_distributed_query_8": "select * from time, osquery_info"}))
+    await agent.distributed_cycle()
+    write = server.to("/distributed/write")[0].body
+    assert write["statuses"] == {"fleet_distributed_query_7": 1, "fleet_distributed_query_8": 0}
+    assert write["messages"]["fleet_distributed_query_7"] == 'near "selec": syntax error'
+    assert write["queries"]["fleet_distributed_query_7"] == []
+    row = write["queries"]["fleet_distributed_query_8"][0]
+    assert {"unix_time", "version", "build_platform"} <= set(row)
+
+
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_etc_hosts_has_loopback_and_the_host(template: str) -> None:
+    ctx = ctx_for(template, 5)
+    rows = run_sql("SELECT * FROM etc_hosts", ctx).rows
+    assert {"address": "127.0.0.1", "hostnames": "localhost"} in rows
+    assert {"address": ctx.host.primary_ip, "hostnames": ctx.host.hostname} in rows
+    assert all(set(r) == {"address", "hostnames"} for r in rows)
+
+
+def test_primary_ips_are_unique_per_run() -> None:
+    count = 254 * 3 + 10  # crosses several /24 boundaries
+    ips = [make_host(("ubuntu", "macos", "windows")[i % 3], i, 1, now=NOW).primary_ip
+           for i in range(count)]
+    assert len(set(ips)) == count
+    assert ips[:2] == ["10.0.0.1", "10.0.0.2"] and ips[254] == "10.0.1.1"
+    assert not any(ip.endswith((".0", ".255")) for ip in ips)
