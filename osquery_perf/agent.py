@@ -155,6 +155,9 @@ class SimulatedAgent:
         self.pack_delimiter = "_"
         self.accelerate_until = 0.0
         self.enroll_max_attempts = 1  # run() switches to osquery's 12 with backoff
+        # The last enroll answer was a refusal (`node_invalid`, e.g. a wrong secret), which
+        # retrying with the same secret cannot fix; the CLI stops when every host has one.
+        self.enroll_refused = False
         self._clock = clock
         self._sleep = sleep  # run()'s timing; the CLI passes one shared Ticker for all hosts
         base = split_url(server_url)[1] + api_prefix
@@ -306,7 +309,9 @@ class SimulatedAgent:
             # Fleet explains a refused enrollment in `error` (e.g. "invalid secret").
             error = data.get("error")
             self._fail("enroll", f"error: {error}" if error else "no node key returned")
+            self.enroll_refused = data.get("node_invalid") is True
             return False
+        self.enroll_refused = False
         self.node_key = key
         self.stats.enrollments += 1
         return True

@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of policies passing (SELECT 1 always passes, SELECT 0 always fails)")
     add("api_prefix", default=API_PREFIX, help=f"osquery API prefix (default {API_PREFIX})")
     add("duration", type=parse_duration, default=0.0,
-        help="stop after this long and exit 0 (default 0: run until SIGINT/SIGTERM)")
+        help="stop after this long (default 0: run until SIGINT/SIGTERM); the exit status "
+        "is 1 if no host enrolled")
     add("json_summary", type=Path, default=None, metavar="PATH",
         help="write the final summary as JSON to PATH")
     add("status_interval", type=parse_duration, default=STATUS_EVERY,
@@ -416,6 +417,11 @@ async def run_fleet(args: argparse.Namespace, plan: list[str], seed: int) -> dic
         while not await _wait(stop, args.status_interval):
             print(report.status_line(agents, online_window, loop.time()), file=sys.stderr,
                   flush=True)
+            if agents and len(agents) == len(indices) and all(
+                    a.enroll_refused and not a.node_key for a in agents):
+                print("osquery-perf: the server refused every host's enrollment; stopping "
+                      "(check --enroll_secret)", file=sys.stderr, flush=True)
+                stop.set()
 
     reporting = asyncio.ensure_future(reporter())
     print(f"osquery-perf: {len(indices)} hosts, seed {seed}, server {args.server_url}",

@@ -1047,6 +1047,29 @@ def test_cli_exits_1_when_no_host_enrolled(tls_files: tuple[Path, Path],
     assert err.splitlines()[-1] == "osquery-perf: no host enrolled"
 
 
+def test_cli_stops_by_itself_when_every_enrollment_is_refused(
+        tls_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    # --duration is only a safety net here: the run must stop on its own, and say why.
+    rc = run_cli(RefusingServer(), tls_files, "--enroll_secret", "wrong", "--host_count", "3",
+                 "--start_period", "0", "--duration", "60", "--status_interval", "0.2")
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert ("osquery-perf: the server refused every host's enrollment; stopping (check "
+            "--enroll_secret)") in err
+    assert "0/3 hosts enrolled" in err
+    assert err.splitlines()[-1] == "osquery-perf: no host enrolled"
+
+
+async def test_refusal_clears_once_the_host_enrolls(server: FakeServer,
+                                                    client: httpx.AsyncClient) -> None:
+    server.script("/enroll", reply({"error": "busy"}, status=503),
+                  reply({"error": "invalid secret", "node_invalid": True}, status=401))
+    agent = make_agent(client)
+    assert not await agent.enroll() and not agent.enroll_refused  # a 503 is worth retrying
+    assert not await agent.enroll() and agent.enroll_refused
+    assert await agent.enroll() and not agent.enroll_refused
+
+
 def ctx_for(template: str = "ubuntu", index: int = 0) -> Ctx:
     return Ctx(make_host(template, index, 42, now=NOW, osquery_version="5.23.1"), NOW, {})
 
