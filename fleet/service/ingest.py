@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fleet.core import detail_queries
-from fleet.core.agent_values import clean_rows
+from fleet.core.agent_values import INT64_MAX, clean_rows
 from fleet.service import campaigns
 from fleet.service.checkin import LIVE_QUERY_PREFIX
 from fleet.service.context import ServiceContext
@@ -16,6 +16,15 @@ from fleet.store import hosts as host_store
 from fleet.store.db import utcnow
 
 log = logging.getLogger("fleet.ingest")
+
+
+def _campaign_id(text: str) -> int | None:
+    """The id in a live query's name: plain ASCII digits within a 64-bit id, else None
+    (`int()` would also take signs, spaces, underscores and non-ASCII digits)."""
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        return None
+    value = int(text)
+    return value if 0 < value <= INT64_MAX else None
 
 
 async def submit_results(ctx: ServiceContext, host: CachedHost, *,
@@ -33,9 +42,8 @@ async def submit_results(ctx: ServiceContext, host: CachedHost, *,
         failed = statuses.get(name, 0) != 0
         message = messages.get(name, "")
         if name.startswith(LIVE_QUERY_PREFIX):
-            try:
-                campaign_id = int(name[len(LIVE_QUERY_PREFIX):])
-            except ValueError:
+            campaign_id = _campaign_id(name[len(LIVE_QUERY_PREFIX):])
+            if campaign_id is None:
                 log.info("host %s answered unknown live query %r", host.id, name)
                 continue
             error = (message or "query failed") if failed else ""

@@ -100,3 +100,20 @@ async def test_log_lines_with_unencodable_values_are_written(
     assert r.status_code == 200, r.text
     line = Path(ctx.cfg.filesystem.status_log_file).read_text().strip()
     assert json.loads(line) == {"message": "bad \ufffd text", "severity": str(2**70)}
+
+
+@pytest.mark.parametrize("suffix", [str(2**63), str(2**70), "-7", " 7", "7_0", "\u0663", "0"])
+async def test_live_query_names_with_impossible_ids_are_ignored(
+        ctx: ServiceContext, agent: httpx.AsyncClient, suffix: str) -> None:
+    """A campaign id beyond 64 bits (or not plain digits) names no campaign: the answer is
+    skipped, the rest of the write is stored."""
+    r = await agent.post("/api/osquery/enroll", json={
+        "enroll_secret": SECRET, "host_identifier": "host-1", "host_details": HOST_DETAILS})
+    node_key = r.json()["node_key"]
+    name = f"fleet_distributed_query_{suffix}"
+    r = await agent.post("/api/osquery/distributed/write", json={
+        "node_key": node_key, "statuses": {name: 0},
+        "queries": {name: [{"a": "1"}],
+                    "fleet_detail_query_uptime": [{"total_seconds": "60"}]}})
+    assert r.status_code == 200, r.text
+    assert (await _host(ctx)).uptime == 60 * 10**9
