@@ -30,17 +30,31 @@ from fleet.store.db import utcnow
 from fleet.store.schema import enroll_secrets, users
 from tests.integration.test_agent_endpoints import HOST_DETAILS, SECRET
 
-EXAMPLES = 250
+EXAMPLES = 1200
 HUGE = "h" * 300_000
+
+
+def nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# Nesting as deep as orjson accepts (1024) and deeper, for members that are walked.
+DEEP = [{"stats": {"fleet_distributed_query_1": nested(900)}, "queries": nested(900)},
+        b"[" * 100_000, b'{"data": ' + b"[" * 1020 + b"]" * 1020 + b"}"]
 
 # Where osquery sends a string, the fuzzer sends anything.
 odd_scalars = st.one_of(
     st.none(), st.booleans(),
     st.integers(min_value=-2**70, max_value=2**70),
-    st.sampled_from([2**63, -2**63 - 1, 2**64, 2**31, -2**31 - 1, 10**400]),
+    st.sampled_from([2**63, -2**63 - 1, 2**64, 2**31, -2**31 - 1, 10**400, 1e308, -1e308,
+                     1e39, 5e-324]),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from(["inf", "-inf", "nan", "1e400", "-1", "0x1f", "", " 7 ", "\ud800",
-                     "a\udfffb", "\x00", "\U0001f600", "9" * 40, HUGE]),
+    st.sampled_from(["inf", "-inf", "nan", "1e400", "-1e400", "-1", "0x1f", "", " 7 ", "\ud800",
+                     "a\udfffb", "\udc80\ud800", "\x00", "\U0001f600", "9" * 40, "-" + "9" * 30,
+                     "1.5e308", "3.5e38", HUGE]),
     st.text(max_size=20),
 )
 odd_values = st.recursive(
@@ -48,6 +62,10 @@ odd_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
                                                                 max_size=3),
     max_leaves=6)
+# A column value: mostly something a column could hold (numbers as text, too), else junk.
+column_value = st.one_of(
+    st.from_regex(r"-?[0-9]{1,30}(\.[0-9]{1,5})?(e[0-9]{1,3})?", fullmatch=True),
+    st.text(max_size=12), odd_scalars, odd_scalars, odd_values)
 
 COLUMNS = sorted({
     "name", "version", "major", "minor", "patch", "build", "platform", "platform_like",
@@ -58,19 +76,26 @@ COLUMNS = sorted({
     "percent_disk_space_available", "gigs_total_disk_space"})
 FLAG_NAMES = ["distributed_interval", "config_tls_refresh", "config_refresh",
               "logger_tls_period"]
+DETAIL_NAMES = [detail_queries.PREFIX + q.name for q in detail_queries.CATALOG]
 
-row = st.dictionaries(st.sampled_from(COLUMNS) | st.text(max_size=6),
-                      odd_values | st.sampled_from(FLAG_NAMES), max_size=6)
-rows = st.one_of(st.lists(row | odd_values, max_size=3), odd_scalars)
+# Rows with osquery's column names (and the odd stranger), values of any type.
+row = st.dictionaries(st.sampled_from(COLUMNS) | st.text(max_size=3),
+                      column_value | st.sampled_from(FLAG_NAMES), max_size=8)
+flag_row = st.fixed_dictionaries({"name": st.sampled_from(FLAG_NAMES) | odd_scalars,
+                                  "value": column_value})
+rows = st.one_of(st.lists(row | flag_row, max_size=3), st.lists(odd_values, max_size=2),
+                 odd_scalars)
 host_details = st.one_of(
     st.dictionaries(st.sampled_from([*detail_queries.ENROLL_DETAILS, "other"]),
                     row | odd_values, max_size=4),
     odd_values)
-query_names = st.one_of(
-    st.sampled_from([detail_queries.PREFIX + q.name for q in detail_queries.CATALOG]),
-    st.builds(lambda n: f"fleet_distributed_query_{n}",
-              st.integers(min_value=-5, max_value=2**70) | st.text(max_size=5)),
-    st.text(max_size=10))
+live_query_names = st.builds(
+    lambda n: f"fleet_distributed_query_{n}",
+    st.integers(min_value=-5, max_value=5) | st.sampled_from([2**31, 2**63, 2**70, "x", ""]))
+query_names = st.one_of(st.sampled_from(DETAIL_NAMES), st.sampled_from(DETAIL_NAMES),
+                        live_query_names, st.text(max_size=10))
+statuses = st.dictionaries(query_names, st.sampled_from([0, 0, 1, "0", "1"]) | odd_values,
+                           max_size=4)
 
 
 @dataclass
@@ -95,10 +120,13 @@ class Case:
                 headers["Authorization"] = f"NodeKey {valid_key}"
             elif self.node_key == "odd":
                 body["node_key"] = self.extra.get("odd_key")
-        # The stdlib writes what osquery never would: NaN, huge integers, lone surrogates
-        # (escaped, or as invalid UTF-8 when not ASCII-only).
-        text = json.dumps(body, allow_nan=True, ensure_ascii=self.ascii_json)
-        raw = text.encode("utf-8", "surrogatepass")
+        if isinstance(body, bytes):  # not JSON at all
+            raw = body
+        else:
+            # The stdlib writes what osquery never would: NaN, huge integers, lone
+            # surrogates (escaped, or as invalid UTF-8 when not ASCII-only).
+            text = json.dumps(body, allow_nan=True, ensure_ascii=self.ascii_json)
+            raw = text.encode("utf-8", "surrogatepass")
         if self.gzip:
             raw = gzip.compress(raw)
             headers["Content-Encoding"] = "gzip"
@@ -114,27 +142,49 @@ def _bodies() -> st.SearchStrategy[tuple[str, Any]]:
     enroll_valid_secret = st.fixed_dictionaries(
         {"enroll_secret": st.just(SECRET), "host_identifier": st.text(max_size=12) | odd_values,
          "host_details": host_details})
-    write = st.fixed_dictionaries({}, optional={
+    write = st.fixed_dictionaries(
+        {"queries": st.dictionaries(query_names, rows, min_size=1, max_size=5)},
+        optional={"statuses": statuses, "messages": st.dictionaries(query_names, odd_values,
+                                                                    max_size=3),
+                  "stats": st.dictionaries(query_names, odd_values, max_size=3)})
+    odd_write = st.fixed_dictionaries({}, optional={
         "queries": st.dictionaries(query_names, rows, max_size=4) | odd_values,
-        "statuses": st.dictionaries(query_names, odd_values | st.just(0), max_size=4)
-        | odd_values,
+        "statuses": statuses | odd_values,
         "messages": st.dictionaries(query_names, odd_values, max_size=3) | odd_values,
         "stats": st.dictionaries(query_names, odd_values, max_size=3) | odd_values})
-    log_item = st.one_of(
-        odd_values,
-        st.fixed_dictionaries({"name": st.sampled_from(["pack/Global/q", "q"]) | odd_values},
-                              optional={"hostIdentifier": odd_values, "snapshot": rows,
-                                        "severity": odd_values, "message": odd_values}))
-    log = st.fixed_dictionaries({}, optional={
-        "log_type": st.sampled_from(["status", "result"]) | odd_values,
-        "data": st.lists(log_item, max_size=4) | odd_values})
+    result_item = st.fixed_dictionaries(
+        {"name": st.sampled_from(["pack/Global/q", "q", "pack/other/q"]) | odd_scalars},
+        optional={"hostIdentifier": odd_values, "snapshot": rows, "columns": row,
+                  "action": odd_values, "unixTime": odd_scalars, "decorations": row})
+    status_item = st.dictionaries(
+        st.sampled_from(["severity", "message", "filename", "line", "hostIdentifier"]),
+        odd_values, min_size=1)
+    log = st.one_of(
+        st.fixed_dictionaries({"log_type": st.just("result"),
+                               "data": st.lists(result_item | odd_values, min_size=1,
+                                                max_size=4)}),
+        st.fixed_dictionaries({"log_type": st.just("status"),
+                               "data": st.lists(status_item | odd_values, min_size=1,
+                                                max_size=4)}),
+        st.fixed_dictionaries({}, optional={
+            "log_type": st.sampled_from(["status", "result"]) | odd_values,
+            "data": st.lists(result_item | odd_values, max_size=4) | odd_values}))
+    paths = st.sampled_from(["/api/osquery/enroll", "/api/osquery/config",
+                             "/api/osquery/distributed/read", "/api/osquery/distributed/write",
+                             "/api/v1/osquery/distributed/write", "/api/osquery/log"])
     return st.one_of(
-        st.tuples(st.just("/api/osquery/enroll"), enroll | enroll_valid_secret | odd_values),
+        st.tuples(st.just("/api/osquery/enroll"), enroll_valid_secret),
+        st.tuples(st.just("/api/osquery/enroll"), enroll | odd_values),
         st.tuples(st.sampled_from(["/api/osquery/config", "/api/osquery/distributed/read"]),
                   st.dictionaries(st.text(max_size=5), odd_values, max_size=2)),
         st.tuples(st.just("/api/osquery/distributed/write"), write),
         st.tuples(st.just("/api/v1/osquery/distributed/write"), write),
+        st.tuples(st.just("/api/osquery/distributed/write"), odd_write),
         st.tuples(st.just("/api/osquery/log"), log),
+        st.tuples(st.just("/api/osquery/log"), log),
+        # Whatever else an agent path may receive: JSON that is not an object, deep
+        # nesting, bytes that are not JSON.
+        st.tuples(paths, odd_values | st.sampled_from(DEEP) | st.binary(max_size=40)),
     )
 
 
