@@ -91,7 +91,7 @@ def _lenient_json(body: bytes, error: orjson.JSONDecodeError) -> Any:
     try:
         return json.loads(body.decode("utf-8", "replace"))
     except (ValueError, RecursionError):
-        raise BadRequest(f"json decoder error: {error}") from None
+        raise BadRequest(f"json decoder error: {error}", name="json") from None
 
 
 def _gunzip(body: bytes, max_size: int) -> bytes:
@@ -99,7 +99,7 @@ def _gunzip(body: bytes, max_size: int) -> bytes:
     try:
         out = inflater.decompress(body, max_size + 1)
     except zlib.error as exc:
-        raise BadRequest(f"gzip decoding failed: {exc}") from None
+        raise BadRequest(f"gzip decoding failed: {exc}", name="gzip") from None
     if len(out) > max_size or inflater.unconsumed_tail:
         raise PayloadTooLarge(f"decompressed request body exceeds {max_size} bytes")
     return out

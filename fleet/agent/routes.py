@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fleet.agent.body import AgentRequest, object_field, read_json_object, send_json, string_field
 from fleet.broker import BrokerUnavailable
-from fleet.core.agent_values import clean_json, clean_text
+from fleet.core.agent_values import clean_json, clean_text, short
 from fleet.core.errors import (
     BadRequest,
     FleetError,
@@ -85,9 +85,13 @@ class AgentEndpoints:
                 status, body = 200, await handler(request, data)
             except FleetError as exc:
                 status, body = exc.status, _error_body(exc)
-                self.throttle.log(logging.INFO, f"{request.path} {exc.reason}",
+                # One line per kind of rejection and interval: a reason that quotes the
+                # request names its kind (exc.name), so varying junk cannot flood the log.
+                kind = exc.reason if exc.name == "base" else exc.name
+                self.throttle.log(logging.INFO, f"{request.path} {exc.status} {kind[:64]}",
                                   "agent request %s from %s rejected (%d): %s", request.path,
-                                  request.client_ip(), exc.status, exc.reason)
+                                  short(request.client_ip()), exc.status,
+                                  short(exc.reason, 200))
             except BrokerUnavailable as exc:
                 # The agent keeps its results and retries; a line per episode, not a
                 # traceback per request, while Redis is away.
@@ -187,18 +191,25 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+_JSON_TYPES = {bool: "a boolean", float: "a fraction", dict: "an object", list: "an array",
+               type(None): "null"}
+
+
 def _statuses(raw: dict[str, Any]) -> dict[str, int]:
-    """osquery >= 3 sends numbers, older agents numeric strings; anything else is a 400."""
+    """osquery >= 3 sends numbers, older agents numeric strings; anything else is a 400.
+    Only zero (success) or not matters, so a string's value is not converted past 18
+    digits (`int()` refuses thousands, and takes non-ASCII digits `isdigit` lets through)."""
     out: dict[str, int] = {}
     for name, value in raw.items():
-        if isinstance(value, bool):
-            raise BadRequest(f"invalid status for {name}")
-        if isinstance(value, int):
+        if isinstance(value, int) and not isinstance(value, bool):
             out[name] = value
-        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            out[name] = int(value)
-        else:
-            raise BadRequest(f"invalid status for {name}: {value!r}")
+            continue
+        digits = value.strip().lstrip("-") if isinstance(value, str) else ""
+        if not (digits.isascii() and digits.isdigit()):
+            shown = repr(short(value)) if isinstance(value, str) else _JSON_TYPES.get(
+                type(value), "not a number")
+            raise BadRequest(f"invalid status for {short(name)}: {shown}", name="statuses")
+        out[name] = int(digits.lstrip("0")[:18] or "0")
     return out
 
 

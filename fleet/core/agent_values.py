@@ -39,39 +39,59 @@ def as_column_text(value: Any) -> str | None:
     return None  # null, lists and objects are not column values
 
 
-def clean_row(row: Mapping[Any, Any]) -> tuple[dict[str, str], int]:
-    """A row of string columns, and how many values had to be dropped."""
+def clean_row(row: Mapping[Any, Any]) -> tuple[dict[str, str], list[str]]:
+    """A row of string columns, and the columns whose values had to be dropped."""
     out: dict[str, str] = {}
-    dropped = 0
+    dropped: list[str] = []
     for key, value in row.items():
         text = as_column_text(value)
         if text is None or not isinstance(key, str):
-            dropped += 1
+            dropped.append(short(str(key)))
             continue
         out[clean_text(key)] = text
     return out, dropped
 
 
-def clean_rows(value: Any) -> tuple[list[dict[str, str]], int]:
-    """Rows of an answer: osquery sends `""` or null for none, so anything but a list counts
-    as no rows; items that are not objects are dropped and counted."""
+def clean_rows(value: Any) -> tuple[list[dict[str, str]], list[str]]:
+    """Rows of an answer, and the columns dropped from them: osquery sends `""` or null for
+    none, so anything but a list counts as no rows; items that are not objects are dropped
+    (reported as `<row>`)."""
     if not isinstance(value, list):
-        return [], 0
+        return [], []
     rows: list[dict[str, str]] = []
-    dropped = 0
+    dropped: list[str] = []
     for item in value:
         if not isinstance(item, Mapping):
-            dropped += 1
+            dropped.append("<row>")
             continue
         row, bad = clean_row(item)
         rows.append(row)
-        dropped += bad
+        dropped.extend(bad)
     return rows, dropped
 
 
-def clean_json(value: Any) -> Any:
+def short(text: str, limit: int = 64) -> str:
+    """`text` fit for a log line: agent-chosen names can be megabytes long."""
+    text = clean_text(text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def describe_dropped(dropped: Mapping[str, list[str]]) -> str:
+    """`query.column, ...` for one warning line about a request's dropped values."""
+    names = sorted({f"{short(where)}.{column}" for where, columns in dropped.items()
+                    for column in columns})
+    more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+    return ", ".join(names[:8]) + more
+
+
+# Deeper JSON is cut (to null) by clean_json: orjson encodes at most 255 levels, and walking
+# the 1,024 levels it decodes would exhaust the interpreter's recursion limit.
+MAX_DEPTH = 64
+
+
+def clean_json(value: Any, depth: int = 0) -> Any:
     """Any JSON value made encodable: text without lone surrogates, integers beyond 64 bits
-    as their decimal string, non-finite floats as null."""
+    as their decimal string, non-finite floats as null, nesting past MAX_DEPTH as null."""
     if isinstance(value, str):
         return clean_text(value)
     if isinstance(value, bool) or value is None:
@@ -80,8 +100,10 @@ def clean_json(value: Any) -> Any:
         return value if INT64_MIN <= value <= INT64_MAX else str(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if depth >= MAX_DEPTH:
+        return None
     if isinstance(value, Mapping):
-        return {clean_text(str(k)): clean_json(v) for k, v in value.items()}
+        return {clean_text(str(k)): clean_json(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [clean_json(v) for v in value]
+        return [clean_json(v, depth + 1) for v in value]
     return None

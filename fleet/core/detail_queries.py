@@ -250,11 +250,17 @@ def queries_for_platform(platform: str) -> dict[str, DetailQuery]:
     return {PREFIX + q.name: q for q in CATALOG if q.runs_on(platform)}
 
 
-def ingest_enroll_details(host_details: Mapping[str, Any]) -> dict[str, Any]:
-    """Host columns from the `host_details` of an enroll request (missing tables skipped)."""
+def ingest_enroll_details(host_details: Mapping[str, Any]
+                          ) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Host columns from the `host_details` of an enroll request (missing tables skipped),
+    and per table the columns dropped because they held no column value."""
     values: dict[str, Any] = {}
+    dropped: dict[str, list[str]] = {}
     for table in ENROLL_DETAILS:
         row = host_details.get(table)
         if isinstance(row, Mapping):
-            values.update(BY_NAME[table].ingest([clean_row(row)[0]], IngestContext()))
-    return values
+            clean, dropped[table] = clean_row(row)
+            values.update(BY_NAME[table].ingest([clean], IngestContext()))
+        elif row is not None:
+            dropped[table] = ["<row>"]
+    return values, dropped

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from fleet.core.agent_values import clean_text
+from fleet.core.agent_values import clean_text, describe_dropped, short
 from fleet.core.detail_queries import ingest_enroll_details
 from fleet.core.errors import NodeInvalid
 from fleet.service.agent_config import AgentConfigCache
@@ -15,6 +16,8 @@ from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost, unix_seconds
 from fleet.store import hosts as host_store
 from fleet.store import secrets as secret_store
+
+log = logging.getLogger("fleet.enrollment")
 
 # osquery.host_identifier mode -> (host_details table, column) holding the identifier.
 _IDENTIFIER_SOURCES = {
@@ -61,7 +64,10 @@ async def enroll(ctx: ServiceContext, config: AgentConfigCache, *, enroll_secret
         raise NodeInvalid("enroll failed: no host identifier")
     identifier = host_store.clip({"osquery_host_id": clean_text(identifier)})["osquery_host_id"]
     node_key = new_node_key(ctx.cfg.osquery.node_key_size)
-    vitals = ingest_enroll_details(host_details)
+    vitals, dropped = ingest_enroll_details(host_details)
+    if any(dropped.values()):
+        log.warning("enrolling host %s sent values that are not osquery column values, "
+                    "dropped: %s", short(identifier), describe_dropped(dropped))
     intervals = await config.intervals_for(ctx, vitals.get("platform", ""))
     values = host_store.clip({**vitals, **intervals})
     try:
@@ -69,7 +75,7 @@ async def enroll(ctx: ServiceContext, config: AgentConfigCache, *, enroll_secret
             ctx.db, osquery_host_id=identifier, node_key=node_key, team_id=secret.team_id,
             cooldown_seconds=ctx.cfg.osquery.enroll_cooldown, values=values)
     except host_store.EnrollCooldown as exc:
-        raise NodeInvalid(f"save enroll failed: {exc}") from None
+        raise NodeInvalid(f"save enroll failed: {exc}", name="enroll_cooldown") from None
     ctx.seen.record(enrolled.host_id)
     if not enrolled.created:
         # The old node key must stop working on every instance right away.

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fleet.core import detail_queries
-from fleet.core.agent_values import INT64_MAX, clean_rows
+from fleet.core.agent_values import INT64_MAX, clean_rows, describe_dropped, short
 from fleet.service import campaigns
 from fleet.service.checkin import LIVE_QUERY_PREFIX
 from fleet.service.context import ServiceContext
@@ -31,41 +31,44 @@ async def submit_results(ctx: ServiceContext, host: CachedHost, *,
                          queries: Mapping[str, Any], statuses: Mapping[str, int],
                          messages: Mapping[str, str], stats: Mapping[str, Any],
                          public_ip: str) -> None:
-    ingest_ctx = detail_queries.IngestContext(public_ip=public_ip)
-    vitals: dict[str, Any] = {}
-    details_seen = False
-    dropped: dict[str, int] = {}
+    """Deliver live-query answers first, then store the detail queries' vitals: someone is
+    waiting for the answers, so nothing a detail query carries may cost them."""
+    dropped: dict[str, list[str]] = {}
+    details: list[tuple[str, Any]] = []
     for name, raw_rows in queries.items():
-        rows, bad = clean_rows(raw_rows)
-        if bad:
-            dropped[name] = bad
-        failed = statuses.get(name, 0) != 0
-        message = messages.get(name, "")
-        if name.startswith(LIVE_QUERY_PREFIX):
+        if name.startswith(detail_queries.PREFIX):
+            details.append((name, raw_rows))
+        elif name.startswith(LIVE_QUERY_PREFIX):
             campaign_id = _campaign_id(name[len(LIVE_QUERY_PREFIX):])
             if campaign_id is None:
-                log.info("host %s answered unknown live query %r", host.id, name)
+                log.info("host %s answered unknown live query %r", host.id, short(name))
                 continue
-            error = (message or "query failed") if failed else ""
+            rows, dropped[name] = clean_rows(raw_rows)
+            error = (messages.get(name) or "query failed") if statuses.get(name, 0) else ""
             await campaigns.ingest_result(ctx, host, campaign_id, rows, error,
                                           stats.get(name))
-        elif name.startswith(detail_queries.PREFIX):
-            details_seen = True
-            if failed:
-                if not message.startswith("no such table"):
-                    log.info("detail query %s failed on host %s: %s", name, host.id, message)
-                continue
-            detail = detail_queries.BY_NAME.get(name[len(detail_queries.PREFIX):])
-            if detail is None:
-                log.info("host %s answered unknown detail query %r", host.id, name)
-                continue
-            vitals.update(detail.ingest(rows, ingest_ctx))
         else:
-            log.debug("host %s answered unknown query %r", host.id, name)
-    if dropped:
-        log.warning("host %s sent values that are not osquery column values (dropped): %s",
-                    host.id, ", ".join(f"{n} ({c})" for n, c in sorted(dropped.items())[:5]))
-    if details_seen:
+            log.debug("host %s answered unknown query %r", host.id, short(name))
+    vitals: dict[str, Any] = {}
+    ingest_ctx = detail_queries.IngestContext(public_ip=public_ip)
+    for name, raw_rows in details:
+        if statuses.get(name, 0):
+            message = messages.get(name, "")
+            if not message.startswith("no such table"):
+                log.info("detail query %s failed on host %s: %s", short(name), host.id,
+                         short(message, 200))
+            continue
+        detail = detail_queries.BY_NAME.get(name[len(detail_queries.PREFIX):])
+        if detail is None:
+            log.info("host %s answered unknown detail query %r", host.id, short(name))
+            continue
+        rows, dropped[name] = clean_rows(raw_rows)
+        vitals.update(detail.ingest(rows, ingest_ctx))
+    if any(dropped.values()):
+        log.warning("host %s (%s) sent values that are not osquery column values, "
+                    "dropped: %s", host.id, short(host.osquery_host_id),
+                    describe_dropped(dropped))
+    if details:
         await _save_details(ctx, host, vitals)
 
 

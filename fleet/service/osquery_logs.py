@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from fleet.core.agent_values import clean_json
+from fleet.core.agent_values import clean_json, short
 from fleet.core.errors import BadRequest, PayloadTooLarge
 from fleet.logdest import LogWriteError
 from fleet.service.agent_config import AgentConfigCache
@@ -31,11 +31,12 @@ async def submit_logs(ctx: ServiceContext, cache: AgentConfigCache, log_type: st
                 lines.append(_line(item))
         destination = ctx.result_log
     else:
-        raise BadRequest(f"unknown log type: {log_type}")
+        raise BadRequest(f"unknown log type: {short(log_type)}", name="log_type")
     try:
         await destination.write(lines)
     except LogWriteError as exc:
-        raise PayloadTooLarge(f"error writing {log_type} logs: {exc}") from None
+        raise PayloadTooLarge(f"error writing {log_type} logs: {exc}",
+                              name="log_write") from None
 
 
 def _line(item: Any) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from fleet.broker.base import results_channel
+from fleet.core.agent_values import MAX_DEPTH
 from fleet.service.context import ServiceContext
+from fleet.store.hosts import FLOAT_MAX
 from fleet.store.schema import hosts, max_chars
 from tests.integration.test_agent_endpoints import HOST_DETAILS, SECRET, agent
 
@@ -117,3 +120,106 @@ async def test_live_query_names_with_impossible_ids_are_ignored(
                     "fleet_detail_query_uptime": [{"total_seconds": "60"}]}})
     assert r.status_code == 200, r.text
     assert (await _host(ctx)).uptime == 60 * 10**9
+
+
+async def test_values_are_coerced_to_their_columns_with_one_warning(
+        ctx: ServiceContext, agent: httpx.AsyncClient,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Numbers where osquery sends strings are converted, what cannot be a column value is
+    dropped (one warning per request naming host, query and column), the rest is stored
+    clamped to its column."""
+    details = {**HOST_DETAILS, "system_info": {
+        **HOST_DETAILS["system_info"], "hostname": "web-\ud800", "cpu_logical_cores": 8,
+        "physical_memory": 2**70, "hardware_serial": ["not", "text"], "cpu_brand": {"k": 1}}}
+    caplog.set_level(logging.WARNING)
+    r = await _post(agent, "/api/osquery/enroll", {
+        "enroll_secret": SECRET, "host_identifier": "host-1", "host_details": details})
+    assert r.status_code == 200, r.text
+    node_key = r.json()["node_key"]
+    warnings = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "host-1" in warnings[0]
+    assert "system_info.cpu_brand, system_info.hardware_serial" in warnings[0]
+    host = await _host(ctx)
+    assert (host.hostname, host.cpu_logical_cores, host.memory, host.hardware_serial,
+            host.cpu_brand) == ("web-\ufffd", 8, 2**63 - 1, "", "")
+
+    caplog.clear()
+    r = await _post(agent, "/api/osquery/distributed/write", {
+        "node_key": node_key, "statuses": {},
+        "queries": {
+            "fleet_detail_query_disk_space_unix": [{
+                "gigs_disk_space_available": "inf", "percent_disk_space_available": "nan",
+                "gigs_total_disk_space": 1e308}],
+            "fleet_detail_query_uptime": [{"total_seconds": 2**70}],
+            "fleet_detail_query_osquery_info": [{"version": ["5.1"]}, "not a row"]}})
+    assert r.status_code == 200, r.text
+    warnings = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert f"host {host.id} (host-1)" in warnings[0]
+    assert "fleet_detail_query_osquery_info.<row>, fleet_detail_query_osquery_info.version" \
+        in warnings[0]
+    host = await _host(ctx)
+    assert (host.gigs_disk_space_available, host.percent_disk_space_available) == (0.0, 0.0)
+    assert host.gigs_total_disk_space == pytest.approx(FLOAT_MAX, rel=1e-6)
+    assert host.uptime == 2**63 - 1
+    assert host.osquery_version == "5.23.1"  # a row left with no column changes nothing
+
+
+async def test_nesting_deeper_than_orjson_writes_is_cut(
+        ctx: ServiceContext, agent: httpx.AsyncClient) -> None:
+    """1,000 levels parse (orjson reads 1,024) but cannot be written back (255) or walked
+    recursively: past agent_values.MAX_DEPTH a value becomes null; the answer still goes out."""
+    r = await agent.post("/api/osquery/enroll", json={
+        "enroll_secret": SECRET, "host_identifier": "host-1", "host_details": HOST_DETAILS})
+    node_key = r.json()["node_key"].encode()
+    deep = b"[" * 1000 + b"]" * 1000
+    name = b"fleet_distributed_query_5"
+    async with ctx.broker.bus.subscribe(results_channel(5)) as sub:
+        r = await agent.post("/api/osquery/distributed/write", content=b'{"node_key": "%s", '
+                             b'"queries": {"%s": [{"a": "1", "b": %s}]}, "statuses": {"%s": 0}, '
+                             b'"stats": {"%s": %s}}' % (node_key, name, deep, name, name, deep))
+        assert r.status_code == 200, r.text
+        result = orjson.loads(await asyncio.wait_for(anext(aiter(sub)), 10))
+    assert result["rows"][0]["a"] == "1" and "b" not in result["rows"][0]
+    r = await agent.post("/api/osquery/log", content=b'{"node_key": "%s", "log_type": "status", '
+                         b'"data": [{"message": "m", "deep": %s}]}' % (node_key, deep))
+    assert r.status_code == 200, r.text
+    line = json.loads(Path(ctx.cfg.filesystem.status_log_file).read_text())
+    assert line["message"] == "m"
+    depth, value = 0, line["deep"]
+    while isinstance(value, list) and value:
+        depth, value = depth + 1, value[0]
+    assert depth == MAX_DEPTH - 1 and value is None
+
+
+@pytest.mark.parametrize(("status", "reason"), [
+    (True, "a boolean"), (1.5, "a fraction"), ({"k": 1}, "an object"), (None, "null"),
+    ("\u00b2", "'\u00b2'"), ("x" * 300_000, "'" + "x" * 64 + "...'"), ("@DEEP@", "an array")])
+async def test_statuses_that_are_not_numbers_are_a_400(
+        ctx: ServiceContext, agent: httpx.AsyncClient, status: Any, reason: str) -> None:
+    r = await agent.post("/api/osquery/enroll", json={
+        "enroll_secret": SECRET, "host_identifier": "host-1", "host_details": HOST_DETAILS})
+    body = json.dumps({"node_key": r.json()["node_key"], "queries": {},
+                       "statuses": {"fleet_detail_query_uptime": status}}).encode()
+    r = await agent.post("/api/osquery/distributed/write",
+                         content=body.replace(b'"@DEEP@"', b"[" * 1000 + b"]" * 1000))
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == f"invalid status for fleet_detail_query_uptime: {reason}"
+
+
+async def test_numeric_string_statuses_of_any_length(ctx: ServiceContext,
+                                                    agent: httpx.AsyncClient) -> None:
+    """Old agents send statuses as strings: thousands of digits are still a failure, and
+    zeros of any length a success."""
+    r = await agent.post("/api/osquery/enroll", json={
+        "enroll_secret": SECRET, "host_identifier": "host-1", "host_details": HOST_DETAILS})
+    node_key = r.json()["node_key"]
+    r = await agent.post("/api/osquery/distributed/write", json={
+        "node_key": node_key, "statuses": {"fleet_detail_query_uptime": "0" * 5000,
+                                           "fleet_detail_query_osquery_info": "9" * 5000},
+        "queries": {"fleet_detail_query_uptime": [{"total_seconds": "60"}],
+                    "fleet_detail_query_osquery_info": [{"version": "9.9.9"}]}})
+    assert r.status_code == 200, r.text
+    host = await _host(ctx)
+    assert (host.uptime, host.osquery_version) == (60 * 10**9, "5.23.1")

@@ -54,8 +54,12 @@ def test_uptime_in_nanoseconds_and_platform_filtering() -> None:
 
 
 def test_enroll_details_use_the_same_ingest() -> None:
-    values = dq.ingest_enroll_details({"system_info": {"hostname": "h"}, "os_version": "bad"})
+    values, dropped = dq.ingest_enroll_details({
+        "system_info": {"hostname": "h", "cpu_brand": ["x"], "physical_memory": 2**70},
+        "os_version": "bad"})
     assert values["hostname"] == "h" and "platform" not in values
+    assert values["cpu_brand"] == "" and values["memory"] == 2**70  # clipped by the store
+    assert dropped == {"system_info": ["cpu_brand"], "os_version": ["<row>"]}
 
 
 def test_host_status_math() -> None:
