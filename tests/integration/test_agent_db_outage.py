@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
+from sqlalchemy import event as sa_event
 from starlette.applications import Starlette
 
 from fleet import config
@@ -116,3 +118,138 @@ async def test_requests_beyond_the_admission_limit_get_a_fast_503(
         r = await c.post("/api/osquery/config", json=body)
         assert r.status_code == 200  # admitted again once the load is gone
     assert sum("max_concurrent_requests" in rec.getMessage() for rec in caplog.records) == 1
+
+
+class TcpProxy:
+    """A TCP relay to MariaDB that the test can cut (every connection dropped, nothing
+    listening) and restore on the same port: the database dies under a live pool."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except ConnectionError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+        await self.server.wait_closed()
+
+
+class DatabaseOutage:
+    """The database of `ctx` stops answering, then comes back: MySQL through a TcpProxy
+    that is cut; SQLite by the driver's I/O error at the store boundary (every statement)."""
+
+    def __init__(self, ctx: ServiceContext, tmp_path: Path) -> None:
+        self.ctx = ctx
+        self.tmp_path = tmp_path
+        self.proxy: TcpProxy | None = None
+        self.live_db = ctx.db
+
+    async def __aenter__(self) -> DatabaseOutage:
+        if self.ctx.db.dialect == "mysql":
+            host, _, port = self.ctx.cfg.mysql.address.rpartition(":")
+            self.proxy = TcpProxy((host, int(port)))
+            await self.proxy.start()
+            overrides = backend_overrides("mysql", self.tmp_path, self.ctx.cfg.mysql.database)
+            overrides["mysql.address"] = f"127.0.0.1:{self.proxy.port}"
+            self.ctx.db = create_database(config.from_mapping(overrides))
+        return self
+
+    async def start(self) -> None:
+        if self.proxy is not None:
+            await self.proxy.cut()
+        else:
+            sa_event.listen(self.ctx.db.engine.sync_engine, "before_cursor_execute",
+                            _disk_io_error)
+
+    async def end(self) -> None:
+        if self.proxy is not None:
+            await self.proxy.start()  # the same port again
+        else:
+            sa_event.remove(self.ctx.db.engine.sync_engine, "before_cursor_execute",
+                            _disk_io_error)
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self.proxy is not None:
+            await self.ctx.db.close()
+            self.ctx.db = self.live_db
+            if self.proxy.server is not None:
+                self.proxy.server.close()
+
+
+def _disk_io_error(*_args: object) -> None:
+    raise sqlite3.OperationalError("disk I/O error")
+
+
+async def test_database_dying_under_a_live_pool_is_503_then_recovers(
+        ctx: ServiceContext, agent: httpx.AsyncClient, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(agent_config, "CACHE_SECONDS", 0.0)  # every request tries a reload
+    async with DatabaseOutage(ctx, tmp_path) as outage:
+        node_key = await enroll(agent)
+        body = {"node_key": node_key}
+        detail = {**body, "queries": {"fleet_detail_query_uptime": [{"total_seconds": "5"}]},
+                  "statuses": {}}
+        for path in ("/api/osquery/config", "/api/osquery/distributed/write"):
+            r = await agent.post(path, json=detail if path.endswith("write") else body)
+            assert r.status_code == 200, r.text  # the pool holds live connections now
+
+        await outage.start()
+        caplog.clear()
+        r = await agent.post("/api/osquery/distributed/read", json=body)
+        assert r.status_code == 200  # a cached host needs no database
+        r = await agent.post("/api/osquery/config", json=body)
+        assert r.status_code == 200  # the last config
+        r = await agent.post("/api/osquery/log", json={
+            **body, "log_type": "result",
+            "data": [{"name": "pack/Global/q", "hostIdentifier": "host-1", "n": 7}]})
+        assert r.status_code == 200, r.text
+        for _ in range(3):
+            r = await agent.post("/api/osquery/distributed/write", json=detail)
+            assert r.status_code == 503, r.text
+            assert r.json()["error"] == "database unavailable, retry later"
+            r = await agent.post("/api/osquery/enroll", json={
+                "enroll_secret": SECRET, "host_identifier": "host-2"})
+            assert r.status_code == 503, r.text
+        warnings = [rec for rec in caplog.records if rec.levelno >= logging.WARNING]
+        assert len(warnings) == 1, [rec.getMessage() for rec in warnings]
+        assert "database unavailable" in warnings[0].getMessage()
+        assert not any(rec.exc_info for rec in caplog.records)
+        lines = Path(ctx.cfg.filesystem.result_log_file).read_bytes().splitlines()
+        assert [orjson.loads(line)["n"] for line in lines] == [7]
+
+        await outage.end()
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:  # the pool replaces its dead connections: poll, with a deadline
+            r = await agent.post("/api/osquery/distributed/write", json=detail)
+            if r.status_code == 200 or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert r.status_code == 200, r.text
+        r = await agent.post("/api/osquery/enroll", json={
+            "enroll_secret": SECRET, "host_identifier": "host-2"})
+        assert r.status_code == 200, r.text
