@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import event as sa_event
 from starlette.applications import Starlette
 
-from fleet import config
+from fleet import config, logthrottle
 from fleet.agent.routes import AgentFrontDoor
 from fleet.service import agent_config, checkin
 from fleet.service.context import ServiceContext
@@ -253,3 +253,33 @@ async def test_database_dying_under_a_live_pool_is_503_then_recovers(
         r = await agent.post("/api/osquery/enroll", json={
             "enroll_secret": SECRET, "host_identifier": "host-2"})
         assert r.status_code == 200, r.text
+
+
+async def test_rejections_of_one_kind_are_one_line_per_interval(
+        ctx: ServiceContext, agent: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Junk that varies (JSON errors at other positions, other query names) is still one
+    kind: an attacker cannot flood the log; the next line says how many were held back."""
+    clock = [1000.0]
+    monkeypatch.setattr(logthrottle.time, "monotonic", lambda: clock[0])
+    caplog.set_level(logging.INFO, logger="fleet.agent")
+    node_key = await enroll(agent)
+    for i in range(5):
+        r = await agent.post("/api/osquery/config", content=b"{" + b" " * i + b"x")
+        assert r.status_code == 400
+        r = await agent.post("/api/osquery/distributed/write", json={
+            "node_key": node_key, "statuses": {f"q{i}" * 1000: "x" * (i + 1)}})
+        assert r.status_code == 400
+    r = await agent.post("/api/osquery/log", content=b" " * (ctx.cfg.server.max_request_body_size
+                                                               + 1))
+    assert r.status_code == 413
+    clock[0] += 11
+    r = await agent.post("/api/osquery/config", content=b"{]")
+    assert r.status_code == 400
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "fleet.agent"]
+    assert len(lines) == 4, lines
+    json_lines = [line for line in lines if "json decoder error" in line]
+    assert len(json_lines) == 2 and json_lines[1].endswith("(4 more like it in the last 10 s)")
+    status_line, = (line for line in lines if "invalid status" in line)
+    assert len(status_line) < 400  # the 4,000-character query name is cut
+    assert any("rejected (413)" in line for line in lines)
