@@ -21,6 +21,7 @@ from fleet.store.db import (
     create_database,
     create_database_sql,
     create_mysql_database,
+    driver_error,
     mysql_error_code,
 )
 from fleet.store.migrate import apply_migrations, migration_status
@@ -105,12 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     return _serve(cfg, dev=args.dev)
 
 
-def _reason(exc: BaseException) -> object:
-    """The driver's own error for a database failure (one line, without SQLAlchemy's
-    "Background on this error" link), else the exception."""
-    return getattr(exc, "orig", None) or exc
-
-
 def _describe(cfg: config.Config) -> str:
     if cfg.mysql.address:
         return f"MySQL at {cfg.mysql.address}, database {cfg.mysql.database}"
@@ -146,7 +141,7 @@ async def _prepare_db(cfg: config.Config, *, no_prompt: bool) -> int:
         print("Migrations completed.")
         return 0
     except Exception as exc:
-        print(f"Failed to start: migrating {_describe(cfg)}: {_reason(exc)}", file=sys.stderr)
+        print(f"Failed to start: migrating {_describe(cfg)}: {driver_error(exc)}", file=sys.stderr)
         return 1
     finally:
         await db.close()
@@ -158,8 +153,8 @@ async def _create_mysql_database(cfg: config.Config) -> bool:
     try:
         await create_mysql_database(cfg)
     except Exception as exc:
-        orig = _reason(exc)
-        reason = orig.args[-1] if isinstance(orig, BaseException) and orig.args else orig
+        orig = driver_error(exc)
+        reason = orig.args[-1] if orig.args else orig
         if mysql_error_code(exc) not in ER_ACCESS_DENIED:
             print(f"Failed: creating the MySQL database {name} at {cfg.mysql.address}: "
                   f"{reason}", file=sys.stderr)
@@ -251,7 +246,7 @@ async def _serve_async(cfg: config.Config, dev: bool) -> int:
         hint = " (missing or not accessible: `fleet prepare db` creates it, or says what " \
             "to ask an administrator for)" \
             if mysql_error_code(exc) in (ER_BAD_DB_ERROR, *ER_ACCESS_DENIED) else ""
-        print(f"Failed to start: {_describe(cfg)}{hint}: {_reason(exc)}", file=sys.stderr)
+        print(f"Failed to start: {_describe(cfg)}{hint}: {driver_error(exc)}", file=sys.stderr)
         await ctx.broker.close()
         await ctx.db.close()
         return 1

@@ -34,7 +34,7 @@ from fleet.service.agent_auth import authenticate_host
 from fleet.service.agent_config import AgentConfigCache, client_config
 from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost
-from fleet.store.db import is_outage
+from fleet.store.db import driver_error, is_outage
 
 log = logging.getLogger("fleet.agent")
 
@@ -187,7 +187,7 @@ class AgentEndpoints:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
+    text = str(driver_error(exc))
     return text.splitlines()[0] if text else type(exc).__name__
 
 

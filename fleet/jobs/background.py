@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy.exc import DBAPIError
-
 from fleet.broker.base import HOST_INVALIDATION_CHANNEL, BrokerUnavailable
 from fleet.service import campaigns, sessions
 from fleet.service.context import ServiceContext
 from fleet.service.seen import FLUSH_INTERVAL
-from fleet.store.db import DatabaseUnavailable
+from fleet.store.db import driver_error, is_outage
 
 log = logging.getLogger("fleet.background")
 
@@ -85,14 +83,11 @@ async def stop(ctx: ServiceContext, tasks: list[asyncio.Task[None]]) -> None:
         _log_failure("final flush of host seen times failed", exc)
 
 
-# A database or broker that is away: the loop retries, and a traceback would say nothing more.
-_OUTAGES = (DBAPIError, DatabaseUnavailable, BrokerUnavailable, OSError)
-
-
 def _log_failure(what: str, exc: Exception) -> None:
-    """One warning line for an outage (the driver's own message), a traceback for a bug."""
-    if isinstance(exc, _OUTAGES):
-        reason = exc.orig if isinstance(exc, DBAPIError) else exc
+    """One warning line for a database or broker that is away (the loop retries, and a
+    traceback would say nothing more): the driver's own message. A traceback for a bug."""
+    if is_outage(exc) or isinstance(exc, BrokerUnavailable | OSError):
+        reason = driver_error(exc)
         log.warning("%s: %s: %s", what, type(reason).__name__, reason)
     else:
         log.exception(what)

@@ -50,6 +50,13 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+def driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception behind a SQLAlchemy error (its message is one line,
+    without SQLAlchemy's "Background on this error" link), else `exc` itself."""
+    orig = getattr(exc, "orig", None)
+    return orig if isinstance(orig, BaseException) else exc
+
+
 class Database:
     """The async engine plus the dialect-specific helpers of the store."""
 
