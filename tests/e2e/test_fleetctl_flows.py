@@ -14,6 +14,7 @@ from tests.e2e.test_live_query import (
     make_agents,
     setup_fleet,
     tls_client,
+    user_with_pending_reset,
 )
 
 pytestmark = pytest.mark.e2e
@@ -25,15 +26,7 @@ def test_required_password_reset_from_fleetctl(server_overrides: dict[str, Any],
                                                start_server: Any, fleetctl: Fleetctl) -> None:
     server = start_server(server_overrides, "--dev")
     setup_fleet(fleetctl, server)
-    with server.client() as c:
-        admin = c.post("/api/v1/fleet/login", json={"email": "admin@example.com",
-                                                    "password": PASSWORD}).json()["token"]
-        r = c.post("/api/latest/fleet/users/admin", headers={"Authorization": f"Bearer {admin}"},
-                   json={"email": "new@example.com", "name": "New", "password": PASSWORD,
-                         "global_role": "admin"})
-        assert r.status_code == 200 and r.json()["user"]["force_password_reset"] is True
-        token = c.post("/api/v1/fleet/login", json={"email": "new@example.com",
-                                                    "password": PASSWORD}).json()["token"]
+    token = user_with_pending_reset(server, "new@example.com")
     reset_command = ("fleetctl login --email new@example.com --new-password "
                      "'<new password>'")
 

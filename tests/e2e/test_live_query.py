@@ -38,6 +38,20 @@ def setup_fleet(fleetctl: Fleetctl, server: FleetServer) -> str:
     return str(spec["secrets"][0]["secret"])
 
 
+def user_with_pending_reset(server: FleetServer, email: str) -> str:
+    """A session token of a new admin-created user, who must set a new password first (an
+    admin-created user is flagged for a reset until they do)."""
+    with server.client() as c:
+        admin = c.post("/api/v1/fleet/login", json={"email": "admin@example.com",
+                                                    "password": PASSWORD}).json()["token"]
+        r = c.post("/api/latest/fleet/users/admin", headers={"Authorization": f"Bearer {admin}"},
+                   json={"email": email, "name": "New", "password": PASSWORD,
+                         "global_role": "admin"})
+        assert r.status_code == 200 and r.json()["user"]["force_password_reset"] is True
+        return str(c.post("/api/v1/fleet/login", json={"email": email,
+                                                      "password": PASSWORD}).json()["token"])
+
+
 def make_agents(server: FleetServer, secret: str, client: httpx.AsyncClient,
                 count: int) -> list[SimulatedAgent]:
     return [SimulatedAgent(server.url, secret, make_host(TEMPLATES[i % 3], i, seed=7), client)
@@ -140,15 +154,7 @@ async def test_results_websocket_refuses_user_with_pending_password_reset(
         server_overrides: dict[str, Any], start_server: Any, fleetctl: Fleetctl) -> None:
     server = start_server(server_overrides, "--dev")
     setup_fleet(fleetctl, server)
-    with server.client() as c:
-        admin = c.post("/api/v1/fleet/login", json={"email": "admin@example.com",
-                                                    "password": PASSWORD}).json()["token"]
-        r = c.post("/api/latest/fleet/users/admin", headers={"Authorization": f"Bearer {admin}"},
-                   json={"email": "new@example.com", "name": "New", "password": PASSWORD,
-                         "global_role": "admin"})
-        assert r.status_code == 200 and r.json()["user"]["force_password_reset"] is True
-        token = c.post("/api/v1/fleet/login", json={"email": "new@example.com",
-                                                    "password": PASSWORD}).json()["token"]
+    token = user_with_pending_reset(server, "new@example.com")
     assert server.ca is not None
     tls = ssl.create_default_context(cafile=str(server.ca))
     url = server.url.replace("https://", "wss://") + "/api/latest/fleet/results/websocket"
