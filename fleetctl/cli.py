@@ -171,11 +171,42 @@ def _print_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _valued_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Option strings that take exactly one value, in every (sub)command."""
+    found: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _valued_options(sub)
+        elif action.option_strings and action.nargs is None:
+            found.update(action.option_strings)
+    return found
+
+
+def _attach_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`--token -Ab3`, `--password -Secret1!` as Go's flag package (and so Fleet's fleetctl)
+    reads them: a valued option takes the next word even when it begins with a dash, which
+    argparse would take for an option. Tokens and passwords may well begin with one."""
+    valued = _valued_options(parser)
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word in valued:
+            value = next(words, None)
+            if value is not None and value.startswith("-") and value != "--":
+                word = f"{word}={value}"
+            elif value is not None:
+                out.append(word)
+                word = value
+        out.append(word)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_attach_dash_values(parser, argv))
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 1
     args.argv = argv

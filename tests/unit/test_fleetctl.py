@@ -410,6 +410,17 @@ def test_config_set_writes_private_yaml_and_get_reads_it(fleetctl: Any, config: 
         "  staging.address => http://x:1\n")
 
 
+def test_values_beginning_with_a_dash_are_values(fleetctl: Any, config: Path, address: str,
+                                                 fake: FakeFleet) -> None:
+    """Go's flag package takes the next word as a valued flag's value; tokens (URL-safe
+    base64) and passwords may begin with a dash."""
+    assert fleetctl("config", "set", "--token", "-Ab3-token", "--address", address).code == 0
+    assert read_config(config)["contexts"]["default"]["token"] == "-Ab3-token"
+    res = fleetctl("login", "--email", "admin@example.com", "--password", "-p@ssw0rd!")
+    assert "Authentication failed" in res.err  # the fake knows another password
+    assert fake.bodies("/login") == [{"email": "admin@example.com", "password": "-p@ssw0rd!"}]
+
+
 def test_config_set_reads_environment(fleetctl: Any, config: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADDRESS", "https://env.example.com")
