@@ -218,7 +218,7 @@ def _serve(cfg: config.Config, *, dev: bool) -> int:
 
 
 async def _serve_async(cfg: config.Config, dev: bool) -> int:
-    from fleet import lifecycle, tls
+    from fleet import httpserver, lifecycle, tls
     from fleet.server import build_context, create_app
     from fleet.service import secrets as secret_service
 
@@ -229,6 +229,7 @@ async def _serve_async(cfg: config.Config, dev: bool) -> int:
         if lock is not None:
             lock.acquire(f"serving {cfg.server.address}")
         listener = lifecycle.listen(cfg.server.address)
+        lifecycle.ensure_file_limit(cfg.server.max_connections)
     except lifecycle.StartupError as exc:
         print(f"Failed to start: {exc}", file=sys.stderr)
         return 1
@@ -255,7 +256,14 @@ async def _serve_async(cfg: config.Config, dev: bool) -> int:
         ssl_certfile=cfg.server.cert if cfg.server.tls else None,
         ssl_keyfile=cfg.server.key if cfg.server.tls else None,
         log_level="warning", access_log=False,  # --logging_debug is for fleet's own loggers
-        timeout_keep_alive=300 if cfg.server.keepalive else 0, lifespan="on",
+        http=httpserver.protocol_class(httpserver.Limits(
+            read_header_timeout=cfg.server.read_header_timeout,
+            read_timeout=cfg.server.read_timeout,
+            max_header_bytes=cfg.server.max_header_bytes,
+            max_header_count=cfg.server.max_header_count,
+            max_connections=cfg.server.max_connections)),
+        timeout_keep_alive=cfg.server.idle_timeout if cfg.server.keepalive else 0,
+        lifespan="on",
         ws_max_size=1 << 20, log_config=None, server_header=False,
         proxy_headers=False)  # client_ip() applies Fleet's header order itself
     try:
@@ -268,7 +276,8 @@ async def _serve_async(cfg: config.Config, dev: bool) -> int:
     if uv.ssl is not None:
         tls.apply_profile(uv.ssl, cfg.server.tls_compatibility)
     server = lifecycle.Server(uv, on_started=lambda: _announce(cfg),
-                              shutdown_timeout=cfg.server.shutdown_timeout)
+                              shutdown_timeout=cfg.server.shutdown_timeout,
+                              tls_handshake_timeout=cfg.server.tls_handshake_timeout)
     await server.serve(sockets=[listener])
     return 0 if server.started else 1
 

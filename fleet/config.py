@@ -193,6 +193,27 @@ OPTIONS: tuple[Option, ...] = (
     Option("server.url_prefix", "str", "", "path prefix under which everything is served",
            metavar="/PREFIX"),
     Option("server.keepalive", "bool", True, "HTTP keep-alive"),
+    Option("server.idle_timeout", "duration", 75.0,
+           "how long a keep-alive connection may wait for its next request (keep it above a "
+           "load balancer's idle timeout, e.g. AWS ALB's 60s)", minimum=1),
+    Option("server.read_header_timeout", "duration", 5.0,
+           "time a client has to send a request's line and headers (from connecting, or "
+           "from the request's first byte)", minimum=0.1),
+    Option("server.read_timeout", "duration", 25.0,
+           "time a client has to send a request body once its headers are in", minimum=0.1),
+    Option("server.tls_handshake_timeout", "duration", 10.0,
+           "time a client has to complete the TLS handshake (and to answer the server's TLS "
+           "close)", minimum=0.1),
+    Option("server.max_header_bytes", "int", 256 << 10,
+           "largest request line plus headers in bytes (431 beyond)", minimum=4096),
+    Option("server.max_header_count", "int", 100,
+           "most header fields in one request (431 beyond)", minimum=16),
+    Option("server.max_connections", "int", 10000,
+           "open connections per process (websockets included); beyond it a new connection "
+           "gets 503 and is closed", minimum=16),
+    Option("server.websocket_auth_timeout", "duration", 5.0,
+           "time a live-query websocket has to authenticate and select its campaign",
+           minimum=0.1),
     Option("server.websockets_allow_unsafe_origin", "bool", False,
            "skip the Origin check on the live-query websocket"),
     Option("server.max_request_body_size", "int", 8 << 20,

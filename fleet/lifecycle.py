@@ -5,6 +5,9 @@
   the first's: live queries would reach half the agents, a deleted host would keep checking in.
 - The listening socket is bound (and listening) before anything is announced, so a taken port
   is one clear line and exit 1, and the banner only appears once the address is really ours.
+- The listener is served with deadlines on the TLS handshake and on the TLS close (asyncio's
+  defaults are 60 s and 30 s, which uvicorn cannot change), so connections that never finish
+  either cannot pile up.
 - On SIGTERM/SIGINT, in-flight requests get `server.shutdown_timeout` to finish; idle
   keep-alive connections are dropped at once (a graceful TLS close would wait up to 30 s for
   each idle client's close_notify), and whatever is still open at the deadline is closed.
@@ -13,10 +16,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import logging
 import os
+import resource
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +75,26 @@ class InstanceLock:
             self._file = None
 
 
+FD_RESERVE = 256  # descriptors beside client connections: database, Redis, log files
+
+
+def ensure_file_limit(max_connections: int) -> None:
+    """Raise the soft open-file limit so `server.max_connections` can really be reached,
+    or say at start-up that it cannot (accept would fail with EMFILE long before the cap)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = max_connections + FD_RESERVE
+    if soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft < needed:
+        log.warning("the open-file limit (%d) is below server.max_connections (%d) plus %d; "
+                    "raise it (ulimit -n, systemd LimitNOFILE) or lower the cap",
+                    soft, max_connections, FD_RESERVE)
+
+
 def listen(address: str) -> socket.socket:
     """A socket bound to `host:port` and listening, or StartupError with the reason."""
     host, _, port = address.rpartition(":")
@@ -99,15 +124,30 @@ class Server(uvicorn.Server):
     """uvicorn's server with an announcement once serving and a bounded, prompt stop."""
 
     def __init__(self, config: uvicorn.Config, *, on_started: Callable[[], None],
-                 shutdown_timeout: float) -> None:
+                 shutdown_timeout: float, tls_handshake_timeout: float) -> None:
         super().__init__(config)
         self.on_started = on_started
         self.shutdown_timeout = shutdown_timeout
+        self.tls_handshake_timeout = tls_handshake_timeout
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            self.on_started()
+        # uvicorn runs the lifespan and its state with no sockets; the listeners are ours.
+        await super().startup([])
+        if not self.started:
+            return
+        config = self.config
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state)
+
+        deadline = self.tls_handshake_timeout if config.ssl is not None else None
+        for sock in sockets or []:
+            self.servers.append(await loop.create_server(
+                protocol, sock=sock, backlog=BACKLOG, ssl=config.ssl,
+                ssl_handshake_timeout=deadline, ssl_shutdown_timeout=deadline))
+        self.on_started()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()

@@ -1,8 +1,10 @@
 """The live-query results websocket (Fleet's raw-websocket protocol, used by fleetctl).
 
 Client: `{"type":"auth","data":{"token"}}`, then `{"type":"select_campaign",
-"data":{"campaign_id"}}`. Server: `totals`, `status` and `result` messages as they change,
-`error` with a string on failure. The campaign is completed when the socket closes.
+"data":{"campaign_id"}}`, both within `server.websocket_auth_timeout` of connecting (an
+unauthenticated socket may not hold a connection). Server: `totals`, `status` and `result`
+messages as they change, `error` with a string on failure. The campaign is completed when
+the socket closes.
 """
 
 from __future__ import annotations
@@ -83,7 +85,11 @@ async def results_websocket(ws: WebSocket) -> None:
     await ws.accept()
     campaign_id = 0
     try:
-        viewer, campaign_id = await _handshake(ws, ctx)
+        try:
+            async with asyncio.timeout(ctx.cfg.server.websocket_auth_timeout):
+                viewer, campaign_id = await _handshake(ws, ctx)
+        except TimeoutError:
+            raise ProtocolError("authentication timed out") from None
         await campaigns.load(ctx, viewer, campaign_id)
         stream = asyncio.create_task(_stream(ws, ctx, campaign_id))
         closed = asyncio.create_task(_until_closed(ws))
