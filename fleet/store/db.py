@@ -60,8 +60,12 @@ def driver_error(exc: BaseException) -> BaseException:
 class Database:
     """The async engine plus the dialect-specific helpers of the store."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, health_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
+        # Health checks get their own connection: under load the main pool is busy with
+        # agent work, and a probe waiting for a pooled connection would report a healthy
+        # database as unreachable (or answer after the load balancer gave up).
+        self.health_engine = health_engine or engine
         self.dialect = engine.dialect.name  # "sqlite" or "mysql"
         # Every statement sent to the database is counted: tests use it to prove that the
         # agent hot path runs no SQL, and it is cheap enough to keep on in production.
@@ -98,13 +102,15 @@ class Database:
 
     async def ping(self) -> None:
         try:
-            async with self.engine.connect() as conn:
+            async with self.health_engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
         except Exception as exc:  # any driver error means "not healthy"
             raise DatabaseUnavailable(str(exc)) from exc
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.health_engine is not self.engine:
+            await self.health_engine.dispose()
 
     def insert_ignore(self, table: sa.Table) -> Any:
         """INSERT that silently skips rows whose key already exists."""
@@ -199,7 +205,15 @@ def create_database(cfg: Config) -> Database:
             url, pool_size=max(idle, 1), max_overflow=max(cfg.mysql.max_open_conns - idle, 0),
             pool_recycle=cfg.mysql.conn_max_lifetime or -1)
         _ping_when_idle(engine)
-    return Database(engine)
+    # One connection, checked before use: a probe after a database restart reconnects
+    # instead of failing once on the connection the restart cut.
+    health = create_async_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True,
+                                 pool_timeout=HEALTH_POOL_TIMEOUT)
+    return Database(engine, health)
+
+
+# Probes that overlap (a load balancer per zone, say) wait this long for the one connection.
+HEALTH_POOL_TIMEOUT = 2.0
 
 
 # A pooled connection unused for this long is pinged before use.
