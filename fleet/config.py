@@ -5,6 +5,10 @@ Every option has a dotted key (`mysql.address`). From it come the command-line f
 (`mysql: {address: ...}`), exactly as in Fleet. Precedence: flag > env > file > default.
 Values are parsed and validated once, at start, so a bad value fails with a message that names
 the option and every way it could have been set.
+
+The table also generates `fleet/config_sections.py` (`python -m fleet.config`): one frozen
+dataclass per section, so `cfg.osquery.enroll_cooldown` is a `float` to mypy and a misspelled
+option is a type error. `Config` is frozen; `Config.with_overrides` makes a changed copy.
 """
 
 from __future__ import annotations
