@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,3 +181,20 @@ def test_dev_certificate_paths_go_into_a_copy_of_the_config(
     assert served[0].server.key.startswith(str(tmp_path / cli.DEV_CERT_DIR))
     assert served[0].sources["server.cert"] == "--dev"
     assert (cfg.server.cert, cfg.server.key) == ("", "")
+
+
+def test_a_misspelled_option_is_a_type_error() -> None:
+    mypy = shutil.which("mypy", path=str(Path(sys.executable).parent))
+    if mypy is None:
+        pytest.skip("mypy is not installed (pip install -e '.[test]')")
+    root = Path(__file__).resolve().parents[2]
+
+    def check(attribute: str) -> subprocess.CompletedProcess[str]:
+        code = f"from fleet.config import from_mapping\nfrom_mapping({{}}).osquery.{attribute}\n"
+        return subprocess.run([mypy, "--no-incremental", "--cache-dir", os.devnull, "-c", code],
+                              cwd=root, capture_output=True, text=True, timeout=120)
+
+    assert check("enroll_cooldown").returncode == 0
+    typo = check("enroll_coldown")
+    assert typo.returncode == 1
+    assert '"OsquerySection" has no attribute "enroll_coldown"' in typo.stdout
