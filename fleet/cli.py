@@ -208,7 +208,8 @@ def _serve(cfg: config.Config, *, dev: bool) -> int:
                   "--server_tls=false behind a TLS-terminating proxy.", file=sys.stderr)
             return 1
         cert, key, created = tls.ensure_dev_certificate(DEV_CERT_DIR)
-        cfg.server.cert, cfg.server.key = str(cert.resolve()), str(key.resolve())
+        cfg = cfg.with_overrides({"server.cert": str(cert.resolve()),
+                                  "server.key": str(key.resolve())}, source="--dev")
         print(f"{'Generated' if created else 'Using'} development certificate "
               f"{cfg.server.cert} (trust it with --tls_server_certs / --rootca)")
     try:
@@ -267,7 +268,9 @@ async def _serve_async(cfg: config.Config, dev: bool) -> int:
             max_connections=cfg.server.max_connections),
             fast_paths={f"{cfg.server.url_prefix}/healthz".encode(): _healthz_answers(
                 monitor, tls=cfg.server.tls)}),
-        timeout_keep_alive=cfg.server.idle_timeout if cfg.server.keepalive else 0,
+        # uvicorn takes any number of seconds here, though its hint says int.
+        timeout_keep_alive=(cfg.server.idle_timeout  # type: ignore[arg-type]
+                            if cfg.server.keepalive else 0),
         lifespan="on",
         ws_max_size=1 << 20, log_config=None, server_header=False,
         proxy_headers=False)  # client_ip() applies Fleet's header order itself

@@ -30,9 +30,8 @@ class ServiceContext:
     status_log: LogDestination = field(init=False)
 
     def __post_init__(self) -> None:
-        osq, fs = self.cfg.osquery, self.cfg.filesystem
-        self.result_log = create_destination(osq.result_log_plugin, fs.result_log_file)
-        self.status_log = create_destination(osq.status_log_plugin, fs.status_log_file)
+        self.result_log = create_destination(self.cfg, "result")
+        self.status_log = create_destination(self.cfg, "status")
 
     async def host_changed(self, host_id: int) -> None:
         """A host row changed or vanished: drop it from every instance's node-key cache."""

@@ -89,7 +89,7 @@ async def test_rejected_agent_requests_are_logged_without_flooding(
 async def test_requests_beyond_the_admission_limit_get_a_fast_503(
         ctx: ServiceContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    ctx.cfg.osquery.max_concurrent_requests = 2
+    ctx.cfg = ctx.cfg.with_overrides({"osquery.max_concurrent_requests": 2})
     async with ctx.db.begin() as conn:
         await conn.execute(enroll_secrets.insert().values(secret=SECRET, created_at=utcnow()))
     transport = httpx.ASGITransport(app=AgentFrontDoor(ctx, Starlette()))

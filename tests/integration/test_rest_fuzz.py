@@ -11,6 +11,7 @@ parameters, bodies that are not JSON, other content types, and no or a bad token
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from hypothesis import strategies as st
 
 from fleet.server import create_app
 from fleet.service.context import ServiceContext
+from fleet.store import hosts as host_store
+from fleet.store.db import utcnow
 from tests.integration.conftest import ADMIN_EMAIL, PASSWORD
 
 EXAMPLES_PER_OPERATION = 60
@@ -230,8 +233,11 @@ async def _setup(ctx: ServiceContext, client: httpx.AsyncClient) -> str:
     r = await client.post("/api/osquery/enroll", json={"enroll_secret": secret,
                                                        "host_identifier": "fuzz-host"})
     assert r.status_code == 200, r.text
-    # Synchronous live queries to that host (it never answers) return without the 25 s wait.
-    ctx.cfg.live_query_rest_period = 0.2
+    # Last seen a day ago: synchronous live queries to it return at once (offline) instead of
+    # waiting live_query_rest_period for an answer that never comes.
+    [host] = (await client.get("/api/latest/fleet/hosts", headers={
+        "Authorization": f"Bearer {token}"})).json()["hosts"]
+    await host_store.mark_seen(ctx.db, [host["id"]], utcnow() - dt.timedelta(days=1))
     return token
 
 
