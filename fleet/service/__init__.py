@@ -10,3 +10,6 @@ open their own transaction, are exactly these:
 - `store.hosts.enroll`: retries its whole transaction when a concurrent enrollment of the
   same host or a deadlock makes it fail, which only the owner of the transaction can do.
 """
+
+# The list above, checked against the store's signatures by tests/unit/test_transactions.py.
+OWN_TRANSACTION = frozenset({"fleet.store.hosts.enroll", "fleet.store.hosts.mark_seen"})
