@@ -163,7 +163,9 @@ class AgentEndpoints:
         return _EMPTY
 
     async def log(self, request: AgentRequest, data: dict[str, Any]) -> bytes:
-        host = await self._host(request, data)  # the lines carry their own host identity
+        # The lines carry their own host identity; the host's team picks the config that
+        # decides which result lines are forwarded.
+        host = await self._host(request, data)
         items = data.get("data")
         if items is None:
             items = []

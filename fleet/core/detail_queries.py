@@ -264,8 +264,8 @@ ENROLL_DETAILS = ("os_version", "osquery_info", "system_info")
 
 
 def queries_for_platform(platform: str) -> dict[str, DetailQuery]:
-    """Detail queries keyed by their wire name (`fleet_detail_query_<name>`)."""
-    return {PREFIX + q.name: q for q in CATALOG if q.runs_on(platform)}
+    """Detail queries keyed by name (sent as `fleet_detail_query_<name>`)."""
+    return {q.name: q for q in CATALOG if q.runs_on(platform)}
 
 
 def ingest_enroll_details(host_details: Mapping[str, Any]

@@ -131,8 +131,8 @@ class DetailFamily:
         return host.detail_updated_at < now - (interval + jitter)
 
     async def queries(self, ctx: ServiceContext, host: CachedHost) -> Mapping[str, Query]:
-        return {q.name: Query(q.sql, q.discovery) for q in detail_queries.CATALOG
-                if q.runs_on(host.platform)}
+        return {name: Query(q.sql, q.discovery)
+                for name, q in detail_queries.queries_for_platform(host.platform).items()}
 
     async def ingest(self, ctx: ServiceContext, host: CachedHost,
                      answers: Mapping[str, Answer], write: HostWrite) -> None:
