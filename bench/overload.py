@@ -51,7 +51,7 @@ from bench.harness import (  # noqa: E402
 )
 from fleet import config  # noqa: E402
 from fleet.core.agent_options import DEFAULT_AGENT_OPTIONS  # noqa: E402
-from fleet.service.agent_config import CACHE_SECONDS as CONFIG_CACHE_SECONDS  # noqa: E402
+from fleet.service.configcache import CACHE_SECONDS as CONFIG_CACHE_SECONDS  # noqa: E402
 from fleet.store import app_config as app_config_store  # noqa: E402
 from fleet.store.db import create_database  # noqa: E402
 from fleet.tls import ensure_dev_certificate  # noqa: E402

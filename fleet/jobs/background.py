@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fleet.broker.base import HOST_INVALIDATION_CHANNEL, BrokerUnavailable
+from fleet.broker.base import CACHE_INVALIDATION_CHANNEL, BrokerUnavailable
 from fleet.service import campaigns, sessions
 from fleet.service.context import ServiceContext
 from fleet.service.seen import FLUSH_INTERVAL
@@ -27,19 +27,20 @@ async def flush_seen_forever(ctx: ServiceContext) -> None:
 
 
 async def follow_invalidations(ctx: ServiceContext) -> None:
-    """Drop cached hosts that another instance changed; resubscribe after broker outages.
+    """Drop cached hosts and agent configs that another instance changed; resubscribe
+    after broker outages.
 
-    While the subscription is down, changes may be missed, so the whole cache is dropped on
+    While the subscription is down, changes may be missed, so the caches are dropped on
     every (re)subscribe; hosts are then reloaded on their next check-in.
     """
     while True:
         try:
-            async with ctx.broker.bus.subscribe(HOST_INVALIDATION_CHANNEL) as sub:
-                ctx.host_cache.clear()
+            async with ctx.broker.bus.subscribe(CACHE_INVALIDATION_CHANNEL) as sub:
+                ctx.drop_caches()
                 async for payload in sub:
-                    ctx.remote_host_change(payload)
+                    ctx.remote_change(payload)
         except BrokerUnavailable as exc:
-            log.warning("host invalidation channel lost: %s; retrying", exc)
+            log.warning("cache invalidation channel lost: %s; retrying", exc)
         await asyncio.sleep(RETRY_DELAY)
 
 

@@ -67,5 +67,6 @@ async def setup(ctx: ServiceContext, admin: users.NewUser, *, org_name: str,
         await store.save_app_config(ctx.db, conn, config)
         row = await user_store.get_user(conn, user_id)
     assert row is not None  # inserted above, in this transaction
+    await ctx.agent_config_changed()  # the app config agents are configured from
     return SetupResult(admin=row, org_info=org_info, server_url=server_url,
                        enroll_secret=secret, token=token)

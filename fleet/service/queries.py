@@ -113,7 +113,9 @@ async def create_query(ctx: ServiceContext, viewer: Viewer,
         query_id = await store.insert_query(conn, {
             **values, "created_at": now, "updated_at": now, "saved": True,
             "author_id": viewer.user_id})
-        return await _existing(conn, query_id)
+        row = await _existing(conn, query_id)
+    await ctx.agent_config_changed()
+    return row
 
 
 async def modify_query(ctx: ServiceContext, viewer: Viewer, query_id: int,
@@ -126,7 +128,9 @@ async def modify_query(ctx: ServiceContext, viewer: Viewer, query_id: int,
             await _ensure_name_free(conn, values["name"], except_id=query_id)
         if values:
             await store.update_query(conn, query_id, {**values, "updated_at": utcnow()})
-        return await _existing(conn, query_id)
+        row = await _existing(conn, query_id)
+    await ctx.agent_config_changed()
+    return row
 
 
 async def delete_query_by_name(ctx: ServiceContext, viewer: Viewer, name: str) -> None:
@@ -136,6 +140,7 @@ async def delete_query_by_name(ctx: ServiceContext, viewer: Viewer, name: str) -
         if row is None:
             raise NotFound(f"Query {name} was not found in the datastore")
         await store.delete_queries(conn, [row["id"]])
+    await ctx.agent_config_changed()
 
 
 async def delete_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> None:
@@ -143,13 +148,16 @@ async def delete_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> No
     async with ctx.db.begin() as conn:
         if not await store.delete_queries(conn, [query_id]):
             raise _not_found(query_id)
+    await ctx.agent_config_changed()
 
 
 async def delete_queries(ctx: ServiceContext, viewer: Viewer, ids: Sequence[int]) -> int:
     """Bulk delete; returns how many of `ids` existed."""
     viewer.require(Action.WRITE_QUERIES)
     async with ctx.db.begin() as conn:
-        return await store.delete_queries(conn, list(set(ids)))
+        deleted = await store.delete_queries(conn, list(set(ids)))
+    await ctx.agent_config_changed()
+    return deleted
 
 
 async def query_specs(ctx: ServiceContext, viewer: Viewer) -> Sequence[sa.RowMapping]:
@@ -181,6 +189,7 @@ async def apply_query_specs(ctx: ServiceContext, viewer: Viewer,
             for spec in specs]
     async with ctx.db.begin() as conn:
         await store.upsert_queries(ctx.db, conn, rows)
+    await ctx.agent_config_changed()
 
 
 async def create_unsaved_query(ctx: ServiceContext, viewer: Viewer, sql: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,10 @@ from fleet.agent import routes
 from fleet.agent.routes import AgentFrontDoor
 from fleet.broker import BrokerUnavailable
 from fleet.logdest.filesystem import FilesystemDestination
+from fleet.service import families
 from fleet.service.context import ServiceContext
+from fleet.service.families import Answer, HostWrite, Query
+from fleet.service.hostcache import CachedHost
 from fleet.store.db import utcnow
 from fleet.store.schema import enroll_secrets, host_seen_times, hosts, label_membership, queries
 
@@ -166,8 +169,26 @@ async def test_config_has_fleet_defaults_and_global_pack(ctx: ServiceContext,
     assert (host.distributed_interval, host.logger_tls_period) == (10, 10)
 
 
-async def test_detail_queries_then_nothing_due_without_sql(ctx: ServiceContext,
-                                                           agent: httpx.AsyncClient) -> None:
+class NotDueFamily:
+    """A registered family that is never due: an idle check-in must not even ask it."""
+
+    prefix = "fleet_test_query_"
+
+    def due(self, ctx: ServiceContext, host: CachedHost, now: float) -> bool:
+        return host.label_updated_at > now  # from the cached host, as a real family
+
+    async def queries(self, ctx: ServiceContext, host: CachedHost) -> Mapping[str, Query]:
+        raise AssertionError("queries of a family that is not due")
+
+    async def ingest(self, ctx: ServiceContext, host: CachedHost,
+                     answers: Mapping[str, Answer], write: HostWrite) -> None:
+        raise AssertionError("nothing was asked")
+
+
+async def test_detail_queries_then_nothing_due_without_sql(
+        ctx: ServiceContext, agent: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(families, "REGISTRY",
+                        families.Registry((*families.REGISTRY, NotDueFamily())))
     node_key = await enroll(agent)
     r = await agent.post("/api/osquery/distributed/read", json={"node_key": node_key})
     body = r.json()

@@ -38,7 +38,8 @@ async def fleet(ctx: ServiceContext) -> list[CachedHost]:
             ctx.db, osquery_host_id=f"h{i}", node_key=f"nk{i}", team_id=None,
             cooldown_seconds=0, values={"hostname": f"host-{i}", "platform": "ubuntu",
                                         "uuid": f"UUID-{i}"})
-        row = await host_store.find_by_node_key(ctx.db, f"nk{i}")
+        async with ctx.db.connect() as conn:
+            row = await host_store.find_by_node_key(conn, f"nk{i}")
         assert row is not None and row.id == host_id
         out.append(CachedHost.from_row(row))
     return out
@@ -171,7 +172,8 @@ async def test_results_carry_the_host_display_name(ctx: ServiceContext) -> None:
     await host_store.enroll(ctx.db, osquery_host_id="dn", node_key="nk-dn", team_id=None,
                             cooldown_seconds=0,
                             values={"hostname": "web-1", "computer_name": "Web Box"})
-    row = await host_store.find_by_node_key(ctx.db, "nk-dn")
+    async with ctx.db.connect() as conn:
+        row = await host_store.find_by_node_key(conn, "nk-dn")
     payload = orjson.loads(campaigns.result_payload(
         7, CachedHost.from_row(row), [{"a": "1"}], "", None))
     assert payload["host"]["display_name"] == "Web Box"
