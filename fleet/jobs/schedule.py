@@ -129,9 +129,7 @@ class Schedule:
             log_failure(log, f"schedule {self.name}: recording the run failed", exc)
 
     async def _take_lock(self, ctx: ServiceContext) -> bool:
-        async with ctx.db.begin() as conn:
-            return await locks.acquire(conn, self.lock, ctx.instance_id, now=utcnow(),
-                                       ttl=self.period)
+        return await take_lock(ctx, self.lock, self.period)
 
     async def _keep_lock(self, ctx: ServiceContext) -> None:
         while True:
@@ -150,3 +148,16 @@ class Schedule:
                 await locks.release(conn, self.lock, ctx.instance_id, now=utcnow())
         except Exception as exc:  # it expires after one interval anyway
             log_failure(log, f"schedule {self.name}: releasing lock {self.lock} failed", exc)
+
+
+async def take_lock(ctx: ServiceContext, name: str, ttl: dt.timedelta) -> bool:
+    """Take or extend lock `name` for this instance: whether it holds it. Also False when
+    another instance takes it at the same moment and the database gives up on this
+    transaction (MySQL's gap locks make racing inserts deadlock; SQLite may be busy)."""
+    try:
+        async with ctx.db.begin() as conn:
+            return await locks.acquire(conn, name, ctx.instance_id, now=utcnow(), ttl=ttl)
+    except Exception as exc:
+        if ctx.db.is_retryable(exc):
+            return False
+        raise

@@ -4,6 +4,8 @@ instances, cadence across restarts, run history and errors, and the trigger endp
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
@@ -14,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from fleet.core.cron import CronRun, RunStatus, StatsType
+from fleet.jobs import schedule as schedule_module
 from fleet.jobs.cleanups import CLEANUPS_THEN_AGGREGATION
-from fleet.jobs.schedule import Schedule
+from fleet.jobs.schedule import Schedule, take_lock
 from fleet.server import create_app
 from fleet.service.context import ServiceContext
 from fleet.store import cron_stats, locks
@@ -79,11 +82,11 @@ async def test_lock_is_extended_by_its_owner_stolen_once_expired_and_released(
     assert await acquire(ctx, "a", t0 + 96 * s)
 
 
-async def test_one_of_many_contenders_gets_a_new_lock(ctx: ServiceContext,
-                                                      other: ServiceContext) -> None:
-    now = utcnow()
-    taken = await asyncio.gather(*(acquire(c, f"{c.instance_id}-{i}", now)
-                                   for i in range(4) for c in (ctx, other)))
+async def test_one_of_many_contending_instances_gets_a_new_lock(
+        ctx: ServiceContext, other: ServiceContext) -> None:
+    instances = [dataclasses.replace(c, instance_id=f"{c.instance_id}-{i}")
+                 for i in range(4) for c in (ctx, other)]
+    taken = await asyncio.gather(*(take_lock(c, "leader", HOUR) for c in instances))
     assert taken.count(True) == 1
 
 
@@ -188,14 +191,54 @@ async def test_a_run_its_instance_never_finished_expires(ctx: ServiceContext,
 # POST /trigger
 
 
-@pytest.fixture
-async def app_api(ctx: ServiceContext) -> AsyncIterator[Api]:
-    """The production app (its background loops are not started), after setup."""
-    transport = httpx.ASGITransport(app=create_app(ctx))
+@contextlib.asynccontextmanager
+async def client_of(app: Any, ctx: ServiceContext) -> AsyncIterator[Api]:
+    """A client of `app`, after setup."""
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://fleet.test") as client:
         api = Api(client, ctx)
         await api.setup()
         yield api
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    """Start `app` as uvicorn does (its background loops and schedules), then stop it."""
+    incoming: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    outgoing: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}},
+                                   incoming.get, outgoing.put))
+    await incoming.put({"type": "lifespan.startup"})
+    assert (await outgoing.get())["type"] == "lifespan.startup.complete"
+    try:
+        yield
+    finally:
+        await incoming.put({"type": "lifespan.shutdown"})
+        assert (await outgoing.get())["type"] == "lifespan.shutdown.complete"
+        await task
+
+
+@pytest.fixture
+async def app_api(ctx: ServiceContext) -> AsyncIterator[Api]:
+    """The production app (its background loops are not started), after setup."""
+    async with client_of(create_app(ctx), ctx) as api:
+        yield api
+
+
+async def test_the_server_runs_its_schedules_and_their_triggers(
+        ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(schedule_module, "POLL", 0.02)
+    app = create_app(ctx)
+    name = CLEANUPS_THEN_AGGREGATION.name
+    async with client_of(app, ctx) as api, lifespan(app):
+        assert (await api.request("POST", f"/trigger?name={name}")).status_code == 200
+        for _ in range(1500):  # up to 30 s
+            if [r.status for r in await runs(ctx, name)] == [RunStatus.COMPLETED]:
+                break
+            await asyncio.sleep(0.02)
+    (run,) = await runs(ctx, name)
+    assert (run.stats_type, run.status, run.instance) == (
+        StatsType.TRIGGERED, RunStatus.COMPLETED, ctx.instance_id)
 
 
 async def test_trigger_queues_a_run_that_another_instance_holding_the_lock_runs(
