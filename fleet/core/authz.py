@@ -27,6 +27,7 @@ class Action(StrEnum):
     WRITE_SECRETS = "write_secrets"
     READ_USERS = "read_users"
     WRITE_USERS = "write_users"
+    TRIGGER_SCHEDULES = "trigger_schedules"  # run a named schedule now (Fleet: admins)
 
 
 _OBSERVER = {Action.READ_HOSTS, Action.READ_QUERIES, Action.RUN_SAVED_QUERIES,
