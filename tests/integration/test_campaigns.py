@@ -45,13 +45,15 @@ async def fleet(ctx: ServiceContext) -> list[CachedHost]:
 
 
 async def campaign_status(ctx: ServiceContext, campaign_id: int) -> int:
-    row = await campaign_store.get(ctx.db, campaign_id)
-    assert row is not None
-    return int(row.status)
+    async with ctx.db.connect() as conn:
+        record = await campaign_store.get(conn, campaign_id)
+    assert record is not None
+    return record.status
 
 
 async def all_hosts_label(ctx: ServiceContext) -> int:
-    return (await campaign_store.label_ids_by_name(ctx.db, ["All Hosts"]))["All Hosts"]
+    async with ctx.db.connect() as conn:
+        return (await campaign_store.label_ids_by_name(conn, ["All Hosts"]))["All Hosts"]
 
 
 async def test_targets_hosts_and_all_hosts_label(ctx: ServiceContext,
