@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, fields
-
-from fleet.core import hoststatus
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,16 +55,6 @@ class Host:
     gigs_total_disk_space: float
     seen_time: dt.datetime  # last check-in (created_at until the first one)
 
-    @property
-    def display_name(self) -> str:
-        """What people call the host: its computer name, else its hostname (Fleet's rule)."""
-        return self.computer_name or self.hostname
-
-    def status(self, now: dt.datetime) -> str:
-        """online or offline as of `now` (`fleet.core.hoststatus`)."""
-        return hoststatus.status(self.seen_time, self.distributed_interval,
-                                 self.config_tls_refresh, now)
-
 
 @dataclass(frozen=True, slots=True)
 class HostSeen:
@@ -79,3 +68,8 @@ class HostSeen:
 
 # Field names in declaration order: the store selects exactly these (and builds `Host(*row)`).
 HOST_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Host))
+
+# A host as a plain tuple of its values in HOST_FIELDS order (`Host(*values)` makes the type):
+# how lists of thousands of hosts travel, since a tuple costs nothing to build and a frozen
+# 40-field dataclass about 5 us (half a second for a 100k-host list).
+HostValues = tuple[Any, ...]

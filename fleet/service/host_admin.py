@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleet.core.authz import Action, Viewer
 from fleet.core.errors import BadRequest, NotFound
-from fleet.core.hosts import Host
+from fleet.core.hosts import Host, HostValues
 from fleet.core.labels import Label
 from fleet.service.context import ServiceContext
 from fleet.store import host_search as store
@@ -27,7 +27,7 @@ class HostDetail:
 
 @dataclass(frozen=True, slots=True)
 class HostList:
-    hosts: Sequence[Host]
+    hosts: Sequence[HostValues]
     now: dt.datetime  # the instant the status filter used; serialize statuses against it
 
 

@@ -1,9 +1,9 @@
 """Read side of hosts (list, count, get, search) plus host deletion, and the listing helpers
 (pagination, ordering, text search) every list endpoint shares.
 
-Hosts come out as `fleet.core.hosts.Host`, selected column by column from the type's fields
-(`Host(*row)`, cheap even for 100k-host lists), so a column added to `hosts` stays internal
-and the node key never leaves the store through this module.
+Hosts come out as `fleet.core.hosts.Host` (lists as `HostValues` tuples, the fast path for
+100k-host lists), selected column by column from the type's fields, so a column added to
+`hosts` stays internal and the node key never leaves the store through this module.
 
 Status filters are computed in SQL, mirroring `fleet.core.hoststatus`, so that pagination stays
 exact and no host rows are pulled into Python just to be filtered out. The one dialect-specific
@@ -26,7 +26,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from fleet.core import hoststatus
 from fleet.core.errors import BadRequest
-from fleet.core.hosts import HOST_FIELDS, Host
+from fleet.core.hosts import HOST_FIELDS, Host, HostValues
 from fleet.core.labels import Label
 from fleet.store.schema import INT64_MAX, TS, host_seen_times, hosts, label_membership, labels
 
@@ -162,9 +162,11 @@ async def _hosts(conn: AsyncConnection, stmt: sa.Select[Any]) -> list[Host]:
 
 
 async def list_hosts(conn: AsyncConnection, opts: ListOptions, *, status: str | None,
-                     now: dt.datetime) -> list[Host]:
+                     now: dt.datetime) -> list[HostValues]:
+    """Hosts as `HostValues` tuples (the fast path: lists may hold every host)."""
     stmt = _select_hosts().where(*_filters(opts, status, now))
-    return await _hosts(conn, apply_list_options(stmt, opts, HOST_SORTABLE, hosts.c.id))
+    stmt = apply_list_options(stmt, opts, HOST_SORTABLE, hosts.c.id)
+    return [tuple(row) for row in await conn.execute(stmt)]
 
 
 def _source_and_filters(opts: ListOptions, status: str | None, label_id: int | None,
