@@ -8,10 +8,12 @@ The transaction rule:
 - The service owns the unit of work: `async with ctx.db.begin() as conn:` for writes (it
   commits on success, rolls back on an exception), `async with ctx.db.connect() as conn:`
   for reads.
-- Dialect helpers (`db.upsert`, `db.insert_ignore`, `db.duplicate_raises`) read the dialect
-  off the connection (`conn.dialect.name`), so no store function needs the `Database` too.
+- Dialect helpers (`upsert`, `insert_ignore`, `duplicate_raises` in `db.py`) read the
+  dialect off the connection (`conn.dialect.name`), so no store function needs the
+  `Database` too.
 - Store functions return domain types (`fleet.core`), never SQLAlchemy rows, and translate
   the database errors they can explain (a duplicate key -> `AlreadyExists`) themselves.
 
-Exceptions are the agent hot path's (`hosts.py`, `schedule.py`): see their docstrings.
+The only exceptions are on the agent hot path (`hosts.py`, `schedule.py`,
+`secrets.find_secret`: the seen-time flush, the enrollment retry loop), documented there.
 """

@@ -1,6 +1,9 @@
 """Users: rows of the `users` table, handed out as `fleet.core.users.User` (no password
-hash; `password_hash` is the one way to it). Emails compare case-insensitively on both
-dialects (MySQL's collation already does; SQLite's `=` would not)."""
+hash: only `get_login` and `password_hash` give it, to the code that verifies one).
+
+Emails are unique case-insensitively on both dialects (MySQL's collation already compares
+so; SQLite's `=` and unique index would not), so this module checks before it writes and
+turns a lost race on the index into the same AlreadyExists."""
 
 from __future__ import annotations
 
@@ -20,9 +23,9 @@ from fleet.store.schema import users
 _SORTABLE = {name: users.c[name] for name in
              ("id", "name", "email", "created_at", "updated_at", "global_role", "position")}
 # What a User is made of (never the password): other stores join these in.
-USER_COLUMNS = (users.c.id, users.c.created_at, users.c.updated_at, users.c.name, users.c.email,
-            users.c.global_role, users.c.api_only, users.c.enabled,
-            users.c.force_password_reset, users.c.sso_enabled, users.c.position)
+USER_COLUMNS = (users.c.id, users.c.created_at, users.c.updated_at, users.c.name,
+                users.c.email, users.c.global_role, users.c.api_only, users.c.enabled,
+                users.c.force_password_reset, users.c.sso_enabled, users.c.position)
 
 
 def from_row(row: Any) -> User:
@@ -45,7 +48,6 @@ def _by_email(email: str) -> sa.ColumnElement[bool]:
 
 async def _ensure_email_free(conn: AsyncConnection, email: str,
                              except_id: int | None = None) -> None:
-    """Emails are unique case-insensitively, which SQLite's unique index alone is not."""
     stmt = sa.select(users.c.id).where(_by_email(email))
     if except_id is not None:
         stmt = stmt.where(users.c.id != except_id)
@@ -63,11 +65,6 @@ async def insert_user(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
 
 async def get_user(conn: AsyncConnection, user_id: int) -> User | None:
     row = (await conn.execute(sa.select(*USER_COLUMNS).where(users.c.id == user_id))).first()
-    return None if row is None else from_row(row)
-
-
-async def get_user_by_email(conn: AsyncConnection, email: str) -> User | None:
-    row = (await conn.execute(sa.select(*USER_COLUMNS).where(_by_email(email)))).first()
     return None if row is None else from_row(row)
 
 
