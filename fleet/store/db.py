@@ -62,7 +62,7 @@ def driver_error(exc: BaseException) -> BaseException:
 
 
 class Database:
-    """The async engine plus the dialect-specific helpers of the store."""
+    """The async engine, with a FIFO write queue on SQLite and a statement counter."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
