@@ -22,7 +22,13 @@ import orjson
 from fleet.broker.base import results_channel
 from fleet.core import hoststatus
 from fleet.core.authz import Action, Viewer
-from fleet.core.campaigns import STATUS_COMPLETE, STATUS_RUNNING, CampaignRecord
+from fleet.core.campaigns import (
+    STATUS_COMPLETE,
+    STATUS_RUNNING,
+    Campaign,
+    CampaignRecord,
+    Totals,
+)
 from fleet.core.errors import BadRequest, NotFound, PermissionDenied
 from fleet.service import queries as query_service
 from fleet.service.context import ServiceContext
@@ -38,40 +44,6 @@ LISTENER_GRACE = dt.timedelta(minutes=1)
 TOTALS_REFRESH_SECONDS = 5.0
 # Least time between two "pending" status messages to a watcher.
 STATUS_INTERVAL_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class Totals:
-    count: int
-    online: int
-    offline: int
-    missing_in_action: int
-
-
-@dataclass(frozen=True)
-class Campaign:
-    id: int
-    query_id: int
-    sql: str
-    user_id: int
-    status: int
-    created_at: dt.datetime
-    host_ids: tuple[int, ...]
-
-    def as_json(self, totals: Totals | None = None) -> dict[str, Any]:
-        t = totals or Totals(len(self.host_ids), 0, 0, 0)
-        return {
-            "id": self.id, "query_id": self.query_id, "status": self.status,
-            "user_id": self.user_id, "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.created_at),
-            "Metrics": {"TotalHosts": t.count, "OnlineHosts": t.online,
-                        "OfflineHosts": t.offline, "MissingInActionHosts": t.missing_in_action,
-                        "NewHosts": 0},
-        }
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def _query_sql(ctx: ServiceContext, viewer: Viewer, sql: str | None,
