@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.core.campaigns import STATUS_COMPLETE, STATUS_RUNNING, STATUS_WAITING, CampaignRecord
+from fleet.core.campaigns import STATUS_RUNNING, STATUS_WAITING, CampaignRecord
 from fleet.core.hosts import HostSeen
 from fleet.core.labels import ALL_HOSTS
 from fleet.store.db import utcnow
@@ -27,7 +27,6 @@ from fleet.store.schema import (
     labels,
 )
 
-__all__ = ["STATUS_COMPLETE", "STATUS_RUNNING", "STATUS_WAITING"]
 TARGET_LABEL, TARGET_HOST = 0, 1
 _RECORD = sa.select(campaigns.c.id, campaigns.c.query_id, campaigns.c.status,
                     campaigns.c.user_id, campaigns.c.created_at)
