@@ -122,8 +122,7 @@ def set_agent_intervals(backend: Backend, seconds: int) -> None:
                 options = copy.deepcopy(doc.get("agent_options") or DEFAULT_AGENT_OPTIONS)
                 options["config"]["options"].update(distributed_interval=seconds,
                                                     logger_tls_period=seconds)
-                await app_config_store.save_app_config(db, conn,
-                                                       dict(doc, agent_options=options))
+                await app_config_store.save_app_config(conn, dict(doc, agent_options=options))
         finally:
             await db.close()
 

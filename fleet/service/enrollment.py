@@ -54,7 +54,10 @@ async def enroll(ctx: ServiceContext, *, enroll_secret: str,
     config fetch has nothing to write, and this instance's host cache is primed with it, so
     the first check-in needs no lookup. Both matter in an enrollment storm.
     """
-    secret = await secret_store.find_secret(ctx.db, enroll_secret) if enroll_secret else None
+    secret = None
+    if enroll_secret:
+        async with ctx.db.connect() as conn:
+            secret = await secret_store.find_secret(conn, enroll_secret)
     if secret is None:
         raise NodeInvalid("enroll failed: invalid enroll secret")
     identifier = host_identifier(ctx.cfg.osquery.host_identifier, provided_identifier,
