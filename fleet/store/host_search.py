@@ -22,7 +22,15 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from fleet.core import hoststatus
 from fleet.core.errors import BadRequest
-from fleet.store.schema import INT64_MAX, TS, host_seen_times, hosts, label_membership, labels
+from fleet.store.schema import (
+    HOST_CHILD_TABLES,
+    INT64_MAX,
+    TS,
+    host_seen_times,
+    hosts,
+    label_membership,
+    labels,
+)
 
 # ----------------------------------------------------------------------------------------------
 # Listing helpers (shared by users, queries and hosts)
@@ -226,10 +234,8 @@ async def delete_hosts(conn: AsyncConnection, host_ids: Sequence[int]) -> list[i
             sa.select(hosts.c.id).where(hosts.c.id.in_(batch)))).scalars())
         if not existing:
             continue
-        await conn.execute(sa.delete(label_membership)
-                           .where(label_membership.c.host_id.in_(existing)))
-        await conn.execute(sa.delete(host_seen_times)
-                           .where(host_seen_times.c.host_id.in_(existing)))
+        for table in HOST_CHILD_TABLES:
+            await conn.execute(sa.delete(table).where(table.c.host_id.in_(existing)))
         await conn.execute(sa.delete(hosts).where(hosts.c.id.in_(existing)))
         deleted += existing
     return deleted

@@ -203,3 +203,7 @@ distributed_query_campaign_targets = sa.Table(
     sa.Column("target_id", ID, nullable=False),
     sa.Index("idx_campaign_targets_campaign", "distributed_query_campaign_id"),
 )
+
+# Every table with a `host_id` column: deleting a host deletes its rows in each (a test
+# checks that none is missing, so a new per-host table cannot leave orphans behind).
+HOST_CHILD_TABLES: tuple[sa.Table, ...] = (host_seen_times, label_membership)
