@@ -16,8 +16,9 @@ from fastapi import FastAPI
 
 from fleet.server import create_app
 from fleet.service.context import ServiceContext
+from tests.factories import PASSWORD
 
-PASSWORD = "correct-horse-1!"
+__all__ = ["PASSWORD"]  # re-exported: the tests import it from here
 ADMIN_EMAIL = "admin@example.com"
 
 
