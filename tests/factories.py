@@ -91,8 +91,9 @@ async def label(ctx: ServiceContext, name: str | None = None, host_ids: Sequence
         result = await conn.execute(labels.insert().values(
             name=name or f"label-{next(_serial)}", description="", query="SELECT 1",
             created_at=now, updated_at=now, **fields))
-        label_id = int(result.inserted_primary_key[0])
+        (label_id,) = result.inserted_primary_key or (None,)
+        assert label_id is not None
         if host_ids:
             await conn.execute(label_membership.insert(), [
                 {"label_id": label_id, "host_id": h, "created_at": now} for h in host_ids])
-    return label_id
+    return int(label_id)
