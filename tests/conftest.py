@@ -201,13 +201,12 @@ def session_mysql(backend: str, request: pytest.FixtureRequest) -> MigratedMySQL
 async def ctx(backend: str, tmp_path: Path, redis_flushed: None,
               session_mysql: MigratedMySQL | None) -> AsyncIterator[ServiceContext]:
     """A migrated database and a broker for the backend under test."""
-    migrated = session_mysql
-    cfg = make_config(backend, tmp_path, migrated.name if migrated else "")
+    cfg = make_config(backend, tmp_path, session_mysql.name if session_mysql else "")
     db = create_database(cfg)
-    if migrated is None:
+    if session_mysql is None:
         await apply_migrations(db)
     else:
-        await migrated.reset(db)
+        await session_mysql.reset(db)
     broker = await create_broker(redis_address=cfg.redis.address,
                                  database=cfg.redis.database)
     context = ServiceContext(cfg=cfg, db=db, broker=broker)
