@@ -26,7 +26,6 @@ from typing import Any
 import yaml
 
 from fleet.config_sections import SECTIONS, Sections
-from fleet.logdest import DESTINATIONS
 
 REDACTED = "********"
 
@@ -158,8 +157,9 @@ class Option:
         return {"str": "TEXT"}.get(self.kind, self.kind.upper())
 
 
-# Every registered log destination, so a plugin name no destination answers to is refused.
-_LOG_PLUGINS = tuple(DESTINATIONS)
+# The log destinations `fleet.logdest.DESTINATIONS` registers (a unit test keeps the two
+# equal): named here because the configuration sits below every package that uses it.
+LOG_PLUGINS = ("filesystem", "stdout")
 
 OPTIONS: tuple[Option, ...] = (
     # Embedded database (our addition; Fleet has no embedded mode).
@@ -254,9 +254,9 @@ OPTIONS: tuple[Option, ...] = (
            "immediate 503 and osquery retries later, instead of queueing (0 = no limit)",
            minimum=0),
     Option("osquery.status_log_plugin", "str", "filesystem", "status log destination",
-           choices=_LOG_PLUGINS),
+           choices=LOG_PLUGINS),
     Option("osquery.result_log_plugin", "str", "filesystem", "result log destination",
-           choices=_LOG_PLUGINS),
+           choices=LOG_PLUGINS),
     Option("osquery.detail_update_interval", "duration", 3600.0,
            "how often host vitals are refreshed", minimum=1),
     Option("osquery.label_update_interval", "duration", 3600.0,

@@ -55,12 +55,14 @@ async def build_context(cfg: Config) -> ServiceContext:
     return ServiceContext(cfg=cfg, db=db, broker=broker)
 
 
-def create_app(ctx: ServiceContext, *, owns_context: bool = False) -> Any:
-    """The whole HTTP surface. With `owns_context`, shutdown also closes db and broker."""
+def create_app(ctx: ServiceContext, *, owns_context: bool = False,
+               start_jobs: bool = True) -> Any:
+    """The whole HTTP surface. With `owns_context`, shutdown also closes db and broker;
+    without `start_jobs` (in-process tests), no background loop runs."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        tasks = background.start(ctx, SCHEDULES)
+        tasks = background.start(ctx, SCHEDULES) if start_jobs else []
         try:
             yield
         finally:

@@ -12,6 +12,11 @@ Keys (all in the configured database, all with a TTL so nothing leaks if a job d
   key is gone).
 - `locks:<name>`: string, the owner of a leader lock. PX = the lock's ttl. Written by
   `Locks.acquire`, deleted by `Locks.release`.
+- `ratelimit:<key>`: string, the bucket's GCRA theoretical arrival time (Redis server ms).
+  PX = until that time, i.e. until the budget is full again (at most `burst + 1` intervals:
+  60 s for logins). Written by `RateLimits.hit` only when it allows a request; never deleted,
+  it expires. Keys in use: `ratelimit:login:<email, lowercased>|<client IP>` (the login
+  limit in `service/sessions.py`).
 
 This is Fleet's layout: the `{<id>}` braces are literal Redis Cluster hash tags keeping both
 keys of a campaign in one slot. In the bitfield, host `h` is bit `7 - h % 8` of byte `h // 8`

@@ -2,13 +2,14 @@
 
 `DESTINATIONS` maps each `osquery.{status,result}_log_plugin` value to a factory that builds
 the destination from the whole configuration, so a destination reads its own config section
-(`filesystem.*` today; `firehose.*`, `kafka.*` ... later). The config derives the options'
-choices from this table, so a name not registered here is refused at start, and
-`create_destination` raises for it rather than falling back to another destination.
+(`filesystem.*` today; `firehose.*`, `kafka.*` ... later). The options' choices
+(`fleet.config.LOG_PLUGINS`) name exactly these entries (a unit test holds them equal), so a
+name not registered here is refused at start, and `create_destination` raises for it rather
+than falling back to another destination.
 
-Adding a destination: a module with a `from_config(cfg, log_type)` factory and one entry
-here. Blocking SDKs subclass `ThreadedLineWriter`; async sinks implement `LogDestination`
-directly. tests/unit/test_logdest.py runs its contract over every entry.
+Adding a destination: a module with a `from_config(cfg, log_type)` factory, one entry here
+and its name in `LOG_PLUGINS`. Blocking SDKs subclass `ThreadedLineWriter`; async sinks
+implement `LogDestination` directly. tests/unit/test_logdest.py runs its contract over every entry.
 """
 
 from __future__ import annotations

@@ -28,7 +28,15 @@ from fleet.core import hoststatus
 from fleet.core.errors import BadRequest
 from fleet.core.hosts import HOST_FIELDS, Host, HostValues
 from fleet.core.labels import Label
-from fleet.store.schema import INT64_MAX, TS, host_seen_times, hosts, label_membership, labels
+from fleet.store.schema import (
+    HOST_CHILD_TABLES,
+    INT64_MAX,
+    TS,
+    host_seen_times,
+    hosts,
+    label_membership,
+    labels,
+)
 
 # ----------------------------------------------------------------------------------------------
 # Listing helpers (shared by users, queries and hosts)
@@ -240,10 +248,8 @@ async def delete_hosts(conn: AsyncConnection, host_ids: Sequence[int]) -> list[i
             sa.select(hosts.c.id).where(hosts.c.id.in_(batch)))).scalars())
         if not existing:
             continue
-        await conn.execute(sa.delete(label_membership)
-                           .where(label_membership.c.host_id.in_(existing)))
-        await conn.execute(sa.delete(host_seen_times)
-                           .where(host_seen_times.c.host_id.in_(existing)))
+        for table in HOST_CHILD_TABLES:
+            await conn.execute(sa.delete(table).where(table.c.host_id.in_(existing)))
         await conn.execute(sa.delete(hosts).where(hosts.c.id.in_(existing)))
         deleted += existing
     return deleted

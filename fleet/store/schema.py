@@ -231,3 +231,7 @@ cron_stats = sa.Table(
     sa.Column("updated_at", TS, nullable=False),
     sa.Index("idx_cron_stats_name_created_at", "name", "created_at"),
 )
+
+# Every table with a `host_id` column: deleting a host deletes its rows in each (a test
+# checks that none is missing, so a new per-host table cannot leave orphans behind).
+HOST_CHILD_TABLES: tuple[sa.Table, ...] = (host_seen_times, label_membership)

@@ -1,8 +1,10 @@
-"""REST API fixtures: the routers mounted as fleet/server.py mounts them, served in-process,
-and helpers to set up the first admin and users of each role."""
+"""REST API fixtures: the production app (`fleet.server.create_app`, without its background
+jobs) served in-process, and helpers to set up the first admin and users of each role."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,24 +14,41 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from fleet.api import hosts, queries, secrets, sessions, setup, users
-from fleet.api.errors import install_error_handlers
+from fleet.server import create_app
 from fleet.service.context import ServiceContext
+from tests.factories import PASSWORD
 
-PREFIXES = ("/api/v1/fleet", "/api/latest/fleet")
-PASSWORD = "correct-horse-1!"
+__all__ = ["PASSWORD"]  # re-exported: the tests import it from here
 ADMIN_EMAIL = "admin@example.com"
 
 
-def build_app(ctx: ServiceContext) -> FastAPI:
-    app = FastAPI()
-    app.state.ctx = ctx
-    install_error_handlers(app)
-    app.include_router(setup.router)
-    for prefix in PREFIXES:
-        for module in (sessions, users, hosts, queries, secrets):
-            app.include_router(module.router, prefix=prefix)
+def build_app(ctx: ServiceContext) -> Any:
+    """The ASGI app `fleet serve` runs (agent front door, security headers, every router)."""
+    return create_app(ctx, start_jobs=False)
+
+
+def rest_app(app: Any) -> FastAPI:
+    """The FastAPI application inside `build_app`'s layers (front door, headers, prefix)."""
+    while not isinstance(app, FastAPI):
+        app = getattr(app, "fallback", None) or app.app
     return app
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    """Run the app's startup and shutdown as uvicorn does (httpx's transport does not)."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}},
+                                   inbox.get, outbox.put))
+    await inbox.put({"type": "lifespan.startup"})
+    assert (await outbox.get())["type"] == "lifespan.startup.complete"
+    try:
+        yield
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+        await task
 
 
 def assert_error(response: httpx.Response, status: int, message: str,
@@ -92,8 +111,10 @@ class Api:
 @pytest.fixture
 async def api(ctx: ServiceContext) -> AsyncIterator[Api]:
     """A client of a fresh server (no users yet)."""
-    transport = httpx.ASGITransport(app=build_app(ctx))
-    async with httpx.AsyncClient(transport=transport, base_url="http://fleet.test") as client:
+    app = build_app(ctx)
+    transport = httpx.ASGITransport(app=app)
+    async with lifespan(app), httpx.AsyncClient(transport=transport,
+                                                base_url="http://fleet.test") as client:
         yield Api(client, ctx)
 
 

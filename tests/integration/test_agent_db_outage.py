@@ -19,8 +19,8 @@ from fleet import config, logthrottle
 from fleet.agent.routes import AgentFrontDoor
 from fleet.service import checkin, configcache
 from fleet.service.context import ServiceContext
-from fleet.store.db import create_database, utcnow
-from fleet.store.schema import enroll_secrets
+from fleet.store.db import create_database
+from tests import factories
 from tests.conftest import backend_overrides
 from tests.integration.test_agent_endpoints import SECRET, agent, enroll
 
@@ -90,8 +90,7 @@ async def test_requests_beyond_the_admission_limit_get_a_fast_503(
         ctx: ServiceContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     ctx.cfg = ctx.cfg.with_overrides({"osquery.max_concurrent_requests": 2})
-    async with ctx.db.begin() as conn:
-        await conn.execute(enroll_secrets.insert().values(secret=SECRET, created_at=utcnow()))
+    await factories.enroll_secret(ctx, SECRET)
     transport = httpx.ASGITransport(app=AgentFrontDoor(ctx, Starlette()))
     async with httpx.AsyncClient(transport=transport, base_url="https://fleet.test") as c:
         node_key = await enroll(c)

@@ -22,8 +22,8 @@ from fleet.service import families
 from fleet.service.context import ServiceContext
 from fleet.service.families import Answer, HostWrite, Query
 from fleet.service.hostcache import CachedHost
-from fleet.store.db import utcnow
-from fleet.store.schema import enroll_secrets, host_seen_times, hosts, label_membership, queries
+from fleet.store.schema import host_seen_times, hosts, label_membership
+from tests import factories
 
 SECRET = "s3cretEnroll"
 
@@ -42,8 +42,7 @@ HOST_DETAILS = {
 
 @pytest.fixture
 async def agent(ctx: ServiceContext) -> AsyncIterator[httpx.AsyncClient]:
-    async with ctx.db.begin() as conn:
-        await conn.execute(enroll_secrets.insert().values(secret=SECRET, created_at=utcnow()))
+    await factories.enroll_secret(ctx, SECRET)
     app = AgentFrontDoor(ctx, Starlette())
     transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 4242))
     async with httpx.AsyncClient(transport=transport, base_url="https://fleet.test") as client:
@@ -150,11 +149,8 @@ async def test_host_identifier_modes(ctx: ServiceContext, agent: httpx.AsyncClie
 
 async def test_config_has_fleet_defaults_and_global_pack(ctx: ServiceContext,
                                                          agent: httpx.AsyncClient) -> None:
-    now = utcnow()
-    async with ctx.db.begin() as conn:
-        await conn.execute(queries.insert().values(
-            name="uptime", description="", query="SELECT * FROM uptime", created_at=now,
-            updated_at=now, schedule_interval=300, logging_type="snapshot", saved=True))
+    await factories.query(ctx, name="uptime", query="SELECT * FROM uptime",
+                          schedule_interval=300, logging_type="snapshot")
     node_key = await enroll(agent)
     r = await agent.post("/api/osquery/config", headers={"Authorization": f"NodeKey {node_key}"},
                          json={})

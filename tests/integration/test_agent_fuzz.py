@@ -27,8 +27,7 @@ from fleet.broker.base import results_channel
 from fleet.core import detail_queries
 from fleet.server import create_app
 from fleet.service.context import ServiceContext
-from fleet.store.db import utcnow
-from fleet.store.schema import enroll_secrets, users
+from tests import factories
 from tests.integration.test_agent_endpoints import HOST_DETAILS, SECRET
 
 EXAMPLES = 1200
@@ -214,18 +213,10 @@ def generate_cases() -> list[Case]:
 
 
 
-ADMIN_ID = 1
-
-
 @pytest.fixture
 async def client(ctx: ServiceContext) -> AsyncIterator[httpx.AsyncClient]:
     """An agent's view of the whole production app."""
-    now = utcnow()
-    async with ctx.db.begin() as conn:
-        await conn.execute(enroll_secrets.insert().values(secret=SECRET, created_at=now))
-        await conn.execute(users.insert().values(
-            id=ADMIN_ID, email="admin@example.com", name="Admin", password=b"x",
-            global_role="admin", created_at=now, updated_at=now))
+    await factories.enroll_secret(ctx, SECRET)
     transport = httpx.ASGITransport(app=create_app(ctx), client=("203.0.113.9", 4242))
     async with httpx.AsyncClient(transport=transport, base_url="https://fleet.test") as c:
         yield c
@@ -245,7 +236,7 @@ def describe(case: Case) -> str:
 
 async def test_no_agent_request_gets_a_5xx(ctx: ServiceContext,
                                            client: httpx.AsyncClient) -> None:
-    from fleet.core.authz import Role, Viewer
+    from fleet.core.authz import Role
     from fleet.service import campaigns
 
     node_key = await enroll(client, "fuzz-host")
@@ -276,8 +267,7 @@ async def test_no_agent_request_gets_a_5xx(ctx: ServiceContext,
     assert r.status_code == 200 and r.json()["queries"]
     host = ctx.host_cache.get(fresh)
     assert host is not None
-    admin = Viewer(user_id=ADMIN_ID, email="admin@example.com", name="Admin",
-                   global_role=Role.ADMIN)
+    admin = await factories.user(ctx, Role.ADMIN)
     campaign = await campaigns.create(ctx, admin, sql="SELECT 42 AS answer", query_id=None,
                                       host_ids=[host.id])
     name = f"fleet_distributed_query_{campaign.id}"

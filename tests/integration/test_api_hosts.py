@@ -1,13 +1,12 @@
 """Hosts through the REST API: list filters, pagination, status, count, lookups, delete.
 
-Hosts are inserted with SQL (as enrollment would leave them) so each test controls the exact
-timestamps the status rules look at.
+Hosts are enrolled 60 days ago unless a test says otherwise (so none is "new"), and have
+the seen time each test gives, so each test controls the timestamps the status rules use.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,40 +14,22 @@ import sqlalchemy as sa
 from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost
 from fleet.store.db import utcnow
-from fleet.store.schema import host_seen_times, hosts, label_membership, labels
+from fleet.store.schema import HOST_CHILD_TABLES, hosts, label_membership
+from tests import factories
 from tests.integration.conftest import Api, assert_error
 
-_serial = itertools.count(1)
+LONG_AGO = dt.timedelta(days=60)
 
 
-async def insert_host(ctx: ServiceContext, *, seen: dt.datetime | None = None,
-                      created: dt.datetime | None = None, **fields: Any) -> int:
-    """A host row (and its seen time, if given); returns its id."""
-    n = next(_serial)
-    stamp = created or utcnow() - dt.timedelta(days=60)
-    values = {"osquery_host_id": f"osq-{n}", "node_key": f"nk-{n}", "created_at": stamp,
-              "updated_at": stamp, "detail_updated_at": stamp, "label_updated_at": stamp,
-              "policy_updated_at": stamp, "last_enrolled_at": stamp, "hostname": f"host-{n}",
-              "uuid": f"uuid-{n}", "hardware_serial": f"SER{n}", "platform": "ubuntu",
-              "distributed_interval": 10, "config_tls_refresh": 60, **fields}
-    async with ctx.db.begin() as conn:
-        host_id = int((await conn.execute(sa.insert(hosts).values(**values))).lastrowid)
-        if seen is not None:
-            await conn.execute(sa.insert(host_seen_times).values(host_id=host_id,
-                                                                 seen_time=seen))
-    return host_id
+async def old_host(ctx: ServiceContext, **fields: Any) -> CachedHost:
+    """A host enrolled 60 days ago (unless `created` says when)."""
+    fields.setdefault("created", utcnow() - LONG_AGO)
+    return await factories.host(ctx, **fields)
 
 
-async def insert_label(ctx: ServiceContext, name: str, host_ids: list[int]) -> int:
-    now = utcnow()
-    async with ctx.db.begin() as conn:
-        label_id = int((await conn.execute(sa.insert(labels).values(
-            name=name, description="", query="SELECT 1", created_at=now,
-            updated_at=now))).lastrowid)
-        for host_id in host_ids:
-            await conn.execute(sa.insert(label_membership).values(
-                label_id=label_id, host_id=host_id, created_at=now))
-    return label_id
+async def add_host(ctx: ServiceContext, **fields: Any) -> int:
+    """The id of a new `old_host`."""
+    return (await old_host(ctx, **fields)).id
 
 
 async def hostnames(api: Api, **params: Any) -> list[str]:
@@ -65,8 +46,8 @@ async def count(api: Api, **params: Any) -> int:
 
 async def test_host_json_has_fleet_fields(admin_api: Api) -> None:
     now = utcnow()
-    host_id = await insert_host(admin_api.ctx, seen=now, hostname="web-1", computer_name="Web",
-                                memory=8 << 30, cpu_logical_cores=4, primary_ip="10.0.0.5")
+    host_id = await add_host(admin_api.ctx, seen=now, hostname="web-1", computer_name="Web",
+                             memory=8 << 30, cpu_logical_cores=4, primary_ip="10.0.0.5")
     [host] = (await admin_api.request("GET", "/hosts")).json()["hosts"]
     assert host["id"] == host_id and host["hostname"] == "web-1"
     assert host["display_name"] == host["display_text"] == "Web"
@@ -102,7 +83,7 @@ DOCUMENTED_HOST_FIELDS = {
 async def test_host_json_is_the_documented_field_set(admin_api: Api) -> None:
     """The API chooses the Host object's fields, not the table: its internal columns
     (node_key, osquery_host_id, and any added later) never appear."""
-    host_id = await insert_host(admin_api.ctx, seen=utcnow())
+    host_id = (await factories.host(admin_api.ctx, seen=utcnow())).id
     [listed] = (await admin_api.request("GET", "/hosts")).json()["hosts"]
     single = (await admin_api.request("GET", f"/hosts/{host_id}")).json()["host"]
     assert set(listed) == DOCUMENTED_HOST_FIELDS
@@ -115,7 +96,7 @@ async def test_pagination_and_ordering(admin_api: Api) -> None:
     ctx = admin_api.ctx
     base = utcnow()
     for i in range(25):
-        await insert_host(ctx, hostname=f"h{i:02d}", seen=base - dt.timedelta(minutes=i))
+        await add_host(ctx, hostname=f"h{i:02d}", seen=base - dt.timedelta(minutes=i))
     assert len(await hostnames(admin_api)) == 25
     assert len(await hostnames(admin_api, page=0)) == 20  # page alone: 20 per page
     assert await hostnames(admin_api, page=1, per_page=10, order_key="hostname") == [
@@ -135,10 +116,10 @@ async def test_pagination_and_ordering(admin_api: Api) -> None:
 
 async def test_query_searches_hostname_uuid_serial_and_ip(admin_api: Api) -> None:
     ctx = admin_api.ctx
-    await insert_host(ctx, hostname="mac-alice", uuid="U-1", hardware_serial="C02XYZ",
-                      primary_ip="192.168.1.10")
-    await insert_host(ctx, hostname="linux_bob", uuid="U-2", hardware_serial="PF1ABC",
-                      primary_ip="10.1.2.3")
+    await add_host(ctx, hostname="mac-alice", uuid="U-1", hardware_serial="C02XYZ",
+                   primary_ip="192.168.1.10")
+    await add_host(ctx, hostname="linux_bob", uuid="U-2", hardware_serial="PF1ABC",
+                   primary_ip="10.1.2.3")
     assert await hostnames(admin_api, query="alice") == ["mac-alice"]
     assert await hostnames(admin_api, query="U-2") == ["linux_bob"]
     assert await hostnames(admin_api, query="c02x") == ["mac-alice"]  # case-insensitive
@@ -152,15 +133,15 @@ async def test_status_filters_match_status_field(admin_api: Api) -> None:
     ctx = admin_api.ctx
     now = utcnow()
     old = now - dt.timedelta(days=60)
-    await insert_host(ctx, hostname="online", seen=now - dt.timedelta(seconds=30))
+    await add_host(ctx, hostname="online", seen=now - dt.timedelta(seconds=30))
     # 10 s interval + 60 s buffer: seen 80 s ago is offline, though a 300 s host would not be.
-    await insert_host(ctx, hostname="offline", seen=now - dt.timedelta(seconds=80))
-    await insert_host(ctx, hostname="slow", seen=now - dt.timedelta(seconds=80),
-                      distributed_interval=300, config_tls_refresh=300)
-    await insert_host(ctx, hostname="missing", seen=now - dt.timedelta(days=31))
-    await insert_host(ctx, hostname="new", seen=now, created=now - dt.timedelta(hours=2))
+    await add_host(ctx, hostname="offline", seen=now - dt.timedelta(seconds=80))
+    await add_host(ctx, hostname="slow", seen=now - dt.timedelta(seconds=80),
+                   distributed_interval=300, config_tls_refresh=300)
+    await add_host(ctx, hostname="missing", seen=now - dt.timedelta(days=31))
+    await add_host(ctx, hostname="new", seen=now, created=now - dt.timedelta(hours=2))
     # Never seen: its created_at counts as the seen time.
-    await insert_host(ctx, hostname="never-seen", created=old)
+    await add_host(ctx, hostname="never-seen", created=old)
 
     expect = {"online": ["online", "slow", "new"],
               "offline": ["offline", "missing", "never-seen"],
@@ -178,11 +159,11 @@ async def test_status_filters_match_status_field(admin_api: Api) -> None:
 
 async def test_count_with_label_and_get_host_with_labels(admin_api: Api) -> None:
     ctx = admin_api.ctx
-    a = await insert_host(ctx, hostname="a", seen=utcnow())
-    b = await insert_host(ctx, hostname="b")
-    await insert_host(ctx, hostname="c")
-    linux = await insert_label(ctx, "All Linux", [a, b])
-    await insert_label(ctx, "Empty", [])
+    a = await add_host(ctx, hostname="a", seen=utcnow())
+    b = await add_host(ctx, hostname="b")
+    await add_host(ctx, hostname="c")
+    linux = await factories.label(ctx, "All Linux", [a, b])
+    await factories.label(ctx, "Empty", [])
     assert await count(admin_api) == 3
     assert await count(admin_api, label_id=linux) == 2
     assert await count(admin_api, label_id=linux, status="online") == 1
@@ -192,32 +173,32 @@ async def test_count_with_label_and_get_host_with_labels(admin_api: Api) -> None
     assert r.status_code == 200
     host = r.json()["host"]
     assert host["hostname"] == "a" and host["status"] == "online"
-    assert [(lb["id"], lb["name"]) for lb in host["labels"]] == [(linux, "All Linux")]
-    assert set(host["labels"][0]) >= {"label_type", "label_membership_type", "query"}
+    assert [lb["name"] for lb in host["labels"]] == ["All Hosts", "All Linux"]
+    assert host["labels"][1]["id"] == linux
+    assert set(host["labels"][1]) >= {"label_type", "label_membership_type", "query"}
     assert_error(await admin_api.request("GET", "/hosts/999999"), 404, "Resource Not Found")
 
 
 async def test_get_host_by_identifier(admin_api: Api) -> None:
     ctx = admin_api.ctx
-    host_id = await insert_host(ctx, hostname="db-1", uuid="UUID-DB", hardware_serial="SN-DB",
-                                osquery_host_id="osq-db")
+    host_id = await add_host(ctx, hostname="db-1", uuid="UUID-DB", hardware_serial="SN-DB",
+                             osquery_host_id="osq-db")
     for identifier in ("db-1", "UUID-DB", "SN-DB", "osq-db"):
         r = await admin_api.request("GET", f"/hosts/identifier/{identifier}")
         assert r.status_code == 200, identifier
         assert r.json()["host"]["id"] == host_id
-        assert r.json()["host"]["labels"] == []
+        assert [lb["name"] for lb in r.json()["host"]["labels"]] == ["All Hosts"]
     assert_error(await admin_api.request("GET", "/hosts/identifier/nope"), 404,
                  "Resource Not Found")
 
 
 async def test_delete_host_needs_maintainer_and_removes_everything(admin_api: Api) -> None:
     ctx = admin_api.ctx
-    host_id = await insert_host(ctx, seen=utcnow())
-    keep = await insert_host(ctx, seen=utcnow())
-    await insert_label(ctx, "L", [host_id, keep])
-    async with ctx.db.connect() as conn:
-        row = (await conn.execute(sa.select(hosts).where(hosts.c.id == host_id))).one()
-    ctx.host_cache.put(CachedHost.from_row(row))
+    cached = await old_host(ctx, seen=utcnow())
+    host_id = cached.id
+    keep = await add_host(ctx, seen=utcnow())
+    label_id = await factories.label(ctx, "L", [host_id, keep])
+    ctx.host_cache.put(cached)
 
     _, observer = await admin_api.user("observer")
     _, maintainer = await admin_api.user("maintainer")
@@ -226,16 +207,16 @@ async def test_delete_host_needs_maintainer_and_removes_everything(admin_api: Ap
                  "Permission Denied")
     r = await admin_api.request("DELETE", f"/hosts/{host_id}", token=maintainer)
     assert r.status_code == 200 and r.json() == {}
-    assert ctx.host_cache.get(row.node_key) is None
+    assert ctx.host_cache.get(cached.node_key) is None
     async with ctx.db.connect() as conn:
-        for table, column in ((hosts, hosts.c.id), (host_seen_times, host_seen_times.c.host_id),
-                              (label_membership, label_membership.c.host_id)):
+        for table, column in ((hosts, hosts.c.id),
+                              *((t, t.c.host_id) for t in HOST_CHILD_TABLES)):
             left = (await conn.execute(sa.select(sa.func.count()).select_from(table)
                                        .where(column == host_id))).scalar()
             assert left == 0, table.name
-        kept = (await conn.execute(sa.select(sa.func.count()).select_from(label_membership)
-                                   .where(label_membership.c.host_id == keep))).scalar()
-    assert kept == 1
+        kept = (await conn.execute(sa.select(label_membership.c.host_id).where(
+            label_membership.c.label_id == label_id))).scalars().all()
+    assert kept == [keep]
     assert_error(await admin_api.request("DELETE", f"/hosts/{host_id}"), 404,
                  "Resource Not Found")
 
@@ -243,15 +224,14 @@ async def test_delete_host_needs_maintainer_and_removes_everything(admin_api: Ap
 async def test_bulk_delete_by_ids_and_by_filters(admin_api: Api) -> None:
     ctx = admin_api.ctx
     now = utcnow()
-    a = await insert_host(ctx, seen=now, hostname="web-a")
-    b = await insert_host(ctx, seen=now, hostname="web-b")
-    db_host = await insert_host(ctx, seen=now, hostname="db-1")
-    gone = await insert_host(ctx, seen=now - dt.timedelta(days=1), hostname="old-1")
-    labelled = await insert_host(ctx, seen=now, hostname="lab-1")
-    label_id = await insert_label(ctx, "Lab", [labelled])
-    async with ctx.db.connect() as conn:
-        row = (await conn.execute(sa.select(hosts).where(hosts.c.id == a))).one()
-    ctx.host_cache.put(CachedHost.from_row(row))
+    cached = await old_host(ctx, seen=now, hostname="web-a")
+    a = cached.id
+    b = await add_host(ctx, seen=now, hostname="web-b")
+    db_host = await add_host(ctx, seen=now, hostname="db-1")
+    gone = await add_host(ctx, seen=now - dt.timedelta(days=1), hostname="old-1")
+    labelled = await add_host(ctx, seen=now, hostname="lab-1")
+    label_id = await factories.label(ctx, "Lab", [labelled])
+    ctx.host_cache.put(cached)
 
     _, observer = await admin_api.user("observer")
     assert_error(await admin_api.request("POST", "/hosts/delete", token=observer,
@@ -259,7 +239,7 @@ async def test_bulk_delete_by_ids_and_by_filters(admin_api: Api) -> None:
     # Unknown ids are skipped; the known one is gone, with its cache entry.
     r = await admin_api.request("POST", "/hosts/delete", json={"ids": [a, 999_999]})
     assert r.status_code == 200 and r.json() == {}
-    assert ctx.host_cache.get(row.node_key) is None
+    assert ctx.host_cache.get(cached.node_key) is None
     assert "web-a" not in await hostnames(admin_api)
     for filters, removed in (({"query": "web"}, "web-b"), ({"status": "offline"}, "old-1"),
                              ({"label_id": label_id}, "lab-1")):
@@ -271,14 +251,14 @@ async def test_bulk_delete_by_ids_and_by_filters(admin_api: Api) -> None:
     r = await admin_api.request("POST", "/hosts/delete", json={"filters": {}})
     assert r.status_code == 200 and await count(admin_api) == 0
     async with ctx.db.connect() as conn:
-        for table in (host_seen_times, label_membership):
+        for table in HOST_CHILD_TABLES:
             left = (await conn.execute(sa.select(sa.func.count()).select_from(table).where(
                 table.c.host_id.in_([a, b, db_host, gone, labelled])))).scalar()
             assert left == 0, table.name
 
 
 async def test_bulk_delete_rejects_ambiguous_requests(admin_api: Api) -> None:
-    host_id = await insert_host(admin_api.ctx, seen=utcnow())
+    host_id = await add_host(admin_api.ctx, seen=utcnow())
     for body, message in (({"ids": [host_id], "filters": {}}, "Bad request"),
                           ({}, "Bad request"),
                           ({"filters": {"status": "online", "label_id": 1}}, "Bad request")):
@@ -292,7 +272,7 @@ async def test_bulk_delete_rejects_ambiguous_requests(admin_api: Api) -> None:
 
 async def test_hostname_sort_ignores_case_on_both_backends(admin_api: Api) -> None:
     for name in ("beta", "Alpha", "alpha", "Gamma"):
-        await insert_host(admin_api.ctx, hostname=name)
+        await add_host(admin_api.ctx, hostname=name)
     assert await hostnames(admin_api, order_key="hostname") == ["Alpha", "alpha", "beta",
                                                                 "Gamma"]
     assert await hostnames(admin_api, order_key="hostname", order_direction="desc") == [
@@ -300,5 +280,5 @@ async def test_hostname_sort_ignores_case_on_both_backends(admin_api: Api) -> No
 
 
 async def test_pages_far_past_the_end_are_empty(admin_api: Api) -> None:
-    await insert_host(admin_api.ctx)
+    await add_host(admin_api.ctx)
     assert await hostnames(admin_api, page=2**62, per_page=2**62) == []

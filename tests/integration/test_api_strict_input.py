@@ -9,12 +9,12 @@ import json
 import pytest
 
 from tests.integration.conftest import Api, assert_error
-from tests.integration.test_api_hosts import count, insert_host
+from tests.integration.test_api_hosts import add_host, count
 
 
 async def test_bulk_delete_with_an_unknown_filter_key_deletes_nothing(admin_api: Api) -> None:
     for _ in range(3):
-        await insert_host(admin_api.ctx)
+        await add_host(admin_api.ctx)
     r = await admin_api.request("POST", "/hosts/delete", json={"filters": {"os_name": "macOS"}})
     body = assert_error(r, 400, "Bad request", name="os_name")
     assert body["errors"][0]["reason"] == "unknown filter key: os_name"

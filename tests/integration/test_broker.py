@@ -1,14 +1,17 @@
 """Broker behaviour, run against both backends so that they cannot drift apart.
 
-Redis tests use database 13 (flushed before and after each test) of FLEET_TEST_REDIS_ADDRESS
-(default 127.0.0.1:6379). Without a reachable Redis they are skipped, except under CI=true
-where that is a failure.
+Redis tests use database FLEET_TEST_REDIS_DB (flushed before and after each test) of
+FLEET_TEST_REDIS_ADDRESS (default 127.0.0.1:6379), and every connection a test's brokers open
+carries that test's own client name, so what a test finds in CLIENT LIST is its own, whatever
+else uses the server. Without a reachable Redis they are skipped, except under CI=true where
+that is a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -34,9 +37,9 @@ from fleet.broker import (
     create_broker,
     results_channel,
 )
+from tests.conftest import REDIS_ADDRESS
+from tests.conftest import REDIS_TEST_DB as TEST_DB
 
-REDIS_ADDRESS = os.environ.get("FLEET_TEST_REDIS_ADDRESS", "127.0.0.1:6379")
-TEST_DB = 13
 DEADLINE_SECONDS = 5.0
 
 BrokerFactory = Callable[[], Awaitable[RedisBroker]]
@@ -55,6 +58,19 @@ async def connect_test_broker(address: str = REDIS_ADDRESS) -> RedisBroker:
     return await RedisBroker.connect(
         address=address, database=TEST_DB, connect_timeout=2.0, read_timeout=5.0
     )
+
+
+@pytest.fixture(autouse=True)
+def client_name(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The CLIENT SETNAME of every connection the brokers of this test open."""
+    name = f"fleet-test-{secrets.token_hex(4)}"
+
+    class NamedConnection(redis_module.Connection):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**{**kwargs, "client_name": name})
+
+    monkeypatch.setattr(redis_module, "Connection", NamedConnection)
+    return name
 
 
 @pytest.fixture
@@ -270,14 +286,15 @@ async def test_command_burst_beyond_a_hundred_connections(broker: Broker) -> Non
     assert results[300:] == [{1: "SELECT 1"} if h % 2 == 0 else {} for h in range(300)]
 
 
-async def test_capped_pool_waits_for_a_free_connection(redis_admin: Redis) -> None:
+async def test_capped_pool_waits_for_a_free_connection(redis_admin: Redis,
+                                                        client_name: str) -> None:
     broker = await RedisBroker.connect(address=REDIS_ADDRESS, database=TEST_DB,
                                        max_open_conns=2, read_timeout=5.0)
     try:
         counts = await asyncio.gather(*(broker.bus.publish("c", b"x") for _ in range(50)))
         assert counts == [0] * 50
-        fleet_clients = [c for c in await redis_admin.client_list() if c["name"] == "fleet"]
-        assert 1 <= len(fleet_clients) <= 2
+        ours = [c for c in await redis_admin.client_list() if c["name"] == client_name]
+        assert 1 <= len(ours) <= 2
     finally:
         await broker.close()
 
@@ -335,13 +352,14 @@ async def test_many_concurrent_subscriptions(broker: Broker) -> None:
         assert received == [channel.encode() for channel, _ in subscriptions]
 
 
-async def test_broken_subscription_raises(redis_brokers: BrokerFactory, redis_admin: Redis) -> None:
+async def test_broken_subscription_raises(redis_brokers: BrokerFactory, redis_admin: Redis,
+                                          client_name: str) -> None:
     broker = await redis_brokers()
     channel = results_channel(99)
 
     async def pubsub_clients() -> set[int]:
         clients = await redis_admin.client_list(_type="pubsub")
-        return {int(c["id"]) for c in clients if c["db"] == str(TEST_DB)}
+        return {int(c["id"]) for c in clients if c["name"] == client_name}
 
     before = await pubsub_clients()
     async with broker.bus.subscribe(channel) as subscription:
@@ -445,13 +463,13 @@ async def test_unreachable_redis_is_unavailable() -> None:
 
 
 async def test_recovers_after_connections_are_killed(
-    redis_brokers: BrokerFactory, redis_admin: Redis
+    redis_brokers: BrokerFactory, redis_admin: Redis, client_name: str
 ) -> None:
     """What a Redis restart does to the pool: every idle connection is dead."""
     broker = await redis_brokers()
     await broker.live.run_query(4, "SELECT 4", [4])
     for client in await redis_admin.client_list(_type="normal"):
-        if client["name"] == "fleet" and client["db"] == str(TEST_DB):
+        if client["name"] == client_name:
             await redis_admin.client_kill_filter(_id=client["id"])
     await broker.ping()
     assert await broker.live.active_campaigns() == [4]

@@ -15,35 +15,26 @@ from fleet.service import campaigns
 from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost
 from fleet.store import campaigns as campaign_store
-from fleet.store import hosts as host_store
 from fleet.store.db import utcnow
 from fleet.store.schema import distributed_query_campaigns as campaign_table
-from fleet.store.schema import users
+from tests import factories
 
-ADMIN = Viewer(user_id=1, email="admin@example.com", name="Admin", global_role=Role.ADMIN)
-OBSERVER = Viewer(user_id=2, email="obs@example.com", name="Obs", global_role=Role.OBSERVER)
+
+@pytest.fixture
+async def admin(ctx: ServiceContext) -> Viewer:
+    return await factories.user(ctx, Role.ADMIN)
+
+
+@pytest.fixture
+async def observer(ctx: ServiceContext) -> Viewer:
+    return await factories.user(ctx, Role.OBSERVER)
 
 
 @pytest.fixture
 async def fleet(ctx: ServiceContext) -> list[CachedHost]:
-    """Three enrolled hosts (and the two users the viewers stand for)."""
-    now = utcnow()
-    async with ctx.db.begin() as conn:
-        for v in (ADMIN, OBSERVER):
-            await conn.execute(users.insert().values(
-                id=v.user_id, email=v.email, name=v.name, password=b"x",
-                global_role=str(v.global_role), created_at=now, updated_at=now))
-    out = []
-    for i in range(3):
-        host_id, _ = await host_store.enroll(
-            ctx.db, osquery_host_id=f"h{i}", node_key=f"nk{i}", team_id=None,
-            cooldown_seconds=0, values={"hostname": f"host-{i}", "platform": "ubuntu",
-                                        "uuid": f"UUID-{i}"})
-        async with ctx.db.connect() as conn:
-            row = await host_store.find_by_node_key(conn, f"nk{i}")
-        assert row is not None and row.id == host_id
-        out.append(CachedHost.from_row(row))
-    return out
+    """Three hosts, enrolled just now."""
+    return [await factories.host(ctx, osquery_host_id=f"h{i}", hostname=f"host-{i}",
+                                 uuid=f"UUID-{i}") for i in range(3)]
 
 
 async def campaign_status(ctx: ServiceContext, campaign_id: int) -> int:
@@ -58,34 +49,35 @@ async def all_hosts_label(ctx: ServiceContext) -> int:
         return (await campaign_store.label_ids_by_name(conn, ["All Hosts"]))["All Hosts"]
 
 
-async def test_targets_hosts_and_all_hosts_label(ctx: ServiceContext,
-                                                 fleet: list[CachedHost]) -> None:
-    c = await campaigns.create(ctx, ADMIN, sql="SELECT 1", query_id=None,
+async def test_targets_hosts_and_all_hosts_label(ctx: ServiceContext, fleet: list[CachedHost],
+                                                 admin: Viewer) -> None:
+    c = await campaigns.create(ctx, admin, sql="SELECT 1", query_id=None,
                                host_ids=[fleet[1].id])
     assert c.host_ids == (fleet[1].id,)
     assert await ctx.broker.live.queries_for_host(fleet[1].id) == {c.id: "SELECT 1"}
     assert await ctx.broker.live.queries_for_host(fleet[0].id) == {}
-    c2 = await campaigns.create(ctx, ADMIN, sql="SELECT 2", query_id=None,
+    c2 = await campaigns.create(ctx, admin, sql="SELECT 2", query_id=None,
                                 label_ids=[await all_hosts_label(ctx)])
     assert set(c2.host_ids) == {h.id for h in fleet}
     totals = await campaigns.totals(ctx, c2.id)
     assert (totals.count, totals.online) == (3, 3)
 
 
-async def test_targeting_errors(ctx: ServiceContext, fleet: list[CachedHost]) -> None:
+async def test_targeting_errors(ctx: ServiceContext, fleet: list[CachedHost], admin: Viewer,
+                                observer: Viewer) -> None:
     with pytest.raises(BadRequest, match="no hosts targeted"):
-        await campaigns.create(ctx, ADMIN, sql="SELECT 1", query_id=None, host_ids=[999])
+        await campaigns.create(ctx, admin, sql="SELECT 1", query_id=None, host_ids=[999])
     with pytest.raises(BadRequest, match=r"Invalid label name\(s\): Nope, Gone\."):
-        await campaigns.create_by_identifiers(ctx, ADMIN, sql="SELECT 1", query_id=None,
+        await campaigns.create_by_identifiers(ctx, admin, sql="SELECT 1", query_id=None,
                                               hosts=[], labels=["All Hosts", "Nope", "Gone"])
     with pytest.raises(PermissionDenied):
-        await campaigns.create(ctx, OBSERVER, sql="SELECT 1", query_id=None,
+        await campaigns.create(ctx, observer, sql="SELECT 1", query_id=None,
                                host_ids=[fleet[0].id])
 
 
-async def test_by_identifiers_accepts_hostname_uuid(ctx: ServiceContext,
-                                                    fleet: list[CachedHost]) -> None:
-    c = await campaigns.create_by_identifiers(ctx, ADMIN, sql="SELECT 1", query_id=None,
+async def test_by_identifiers_accepts_hostname_uuid(ctx: ServiceContext, fleet: list[CachedHost],
+                                                    admin: Viewer) -> None:
+    c = await campaigns.create_by_identifiers(ctx, admin, sql="SELECT 1", query_id=None,
                                               hosts=["host-0", "UUID-2"], labels=[])
     assert c.host_ids == (fleet[0].id, fleet[2].id)
 
@@ -101,8 +93,8 @@ async def collect(events: Any, want_results: int) -> list[campaigns.Event]:
 
 
 async def test_answers_reach_watcher_once_and_unwatched_answers_are_asked_again(
-        ctx: ServiceContext, fleet: list[CachedHost]) -> None:
-    c = await campaigns.create(ctx, ADMIN, sql="SELECT 1", query_id=None,
+        ctx: ServiceContext, fleet: list[CachedHost], admin: Viewer) -> None:
+    c = await campaigns.create(ctx, admin, sql="SELECT 1", query_id=None,
                                host_ids=[h.id for h in fleet])
     # An answer before anyone watches is not lost: the host keeps the query.
     await campaigns.ingest_result(ctx, fleet[0], c.id, [{"a": "early"}], "", None)
@@ -131,9 +123,9 @@ async def test_answers_reach_watcher_once_and_unwatched_answers_are_asked_again(
     assert await campaign_status(ctx, c.id) == STATUS_COMPLETE
 
 
-async def test_unwatched_old_campaign_is_stopped(ctx: ServiceContext,
-                                                 fleet: list[CachedHost]) -> None:
-    c = await campaigns.create(ctx, ADMIN, sql="SELECT 1", query_id=None,
+async def test_unwatched_old_campaign_is_stopped(ctx: ServiceContext, fleet: list[CachedHost],
+                                                 admin: Viewer) -> None:
+    c = await campaigns.create(ctx, admin, sql="SELECT 1", query_id=None,
                                host_ids=[fleet[0].id])
     async with ctx.db.begin() as conn:
         await conn.execute(campaign_table.update().where(campaign_table.c.id == c.id).values(
@@ -143,7 +135,8 @@ async def test_unwatched_old_campaign_is_stopped(ctx: ServiceContext,
     assert await campaign_status(ctx, c.id) == STATUS_COMPLETE
 
 
-async def test_run_sync_collects_answers(ctx: ServiceContext, fleet: list[CachedHost]) -> None:
+async def test_run_sync_collects_answers(ctx: ServiceContext, fleet: list[CachedHost],
+                                         admin: Viewer) -> None:
     async def agent() -> None:
         while True:  # answer as soon as the query is handed out
             for host in fleet[:2]:
@@ -155,7 +148,7 @@ async def test_run_sync_collects_answers(ctx: ServiceContext, fleet: list[Cached
     task = asyncio.create_task(agent())
     try:
         campaign, answers = await campaigns.run_sync(
-            ctx, ADMIN, sql="SELECT 1", query_id=None, host_ids=[fleet[0].id, fleet[1].id],
+            ctx, admin, sql="SELECT 1", query_id=None, host_ids=[fleet[0].id, fleet[1].id],
             wait_seconds=30)
     finally:
         task.cancel()
@@ -165,19 +158,14 @@ async def test_run_sync_collects_answers(ctx: ServiceContext, fleet: list[Cached
 
 
 async def test_host_query_authorizes_before_looking_the_host_up(
-        ctx: ServiceContext, fleet: list[CachedHost]) -> None:
+        ctx: ServiceContext, fleet: list[CachedHost], observer: Viewer) -> None:
     for host_id in (fleet[0].id, 999_999):  # an offline host, and no host at all
         with pytest.raises(PermissionDenied):
-            await campaigns.run_on_host(ctx, OBSERVER, host_id, "SELECT 1", 0.1)
+            await campaigns.run_on_host(ctx, observer, host_id, "SELECT 1", 0.1)
 
 
 async def test_results_carry_the_host_display_name(ctx: ServiceContext) -> None:
-    await host_store.enroll(ctx.db, osquery_host_id="dn", node_key="nk-dn", team_id=None,
-                            cooldown_seconds=0,
-                            values={"hostname": "web-1", "computer_name": "Web Box"})
-    async with ctx.db.connect() as conn:
-        row = await host_store.find_by_node_key(conn, "nk-dn")
-    payload = orjson.loads(campaigns.result_payload(
-        7, CachedHost.from_row(row), [{"a": "1"}], "", None))
+    host = await factories.host(ctx, hostname="web-1", computer_name="Web Box")
+    payload = orjson.loads(campaigns.result_payload(7, host, [{"a": "1"}], "", None))
     assert payload["host"]["display_name"] == "Web Box"
     assert payload["rows"][0]["host_display_name"] == "Web Box"

@@ -7,6 +7,7 @@ uvicorn on a random local port in a background thread. fleetctl runs in-process 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -230,15 +231,13 @@ class FakeFleet:
             auth = await ws.receive_json()
             self.ws_received.append(auth)
             if auth["data"]["token"] != ADMIN_TOKEN:
-                await ws.send_json({"type": "error", "data": "unauthorized"})
-                await ws.close()
+                await fail(ws, "unauthorized")
                 return
             select = await ws.receive_json()
             self.ws_received.append(select)
             scenario = self.campaigns.get(select["data"]["campaign_id"])
             if scenario is None or "gone" in scenario:
-                await ws.send_json({"type": "error", "data": "cannot find campaign for ID 0"})
-                await ws.close()
+                await fail(ws, "cannot find campaign for ID 0")
                 return
             hang = "hang" in scenario
             await ws.send_json({"type": "totals", "data": {
@@ -280,6 +279,21 @@ class FakeFleet:
             WebSocketRoute(f"{api}/results/websocket", results),
         ]
         return Starlette(routes=[Mount("/prefix", routes=list(routes)), *routes])
+
+
+async def fail(ws: WebSocket, message: str) -> None:
+    """Send an error, then let fleetctl hang up (within a deadline) before closing: closed
+    at once, the close can reach fleetctl before the error, and the test would see which
+    message won the race instead of how fleetctl reports the error."""
+    await ws.send_json({"type": "error", "data": message})
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                await ws.receive_text()
+    except WebSocketDisconnect:
+        return
+    except TimeoutError:
+        await ws.close()
 
 
 def serve(app: Starlette, certfile: str | None = None, keyfile: str | None = None

@@ -152,7 +152,7 @@ async def test_empty_batch_writes_nothing(case: Case) -> None:
 
 def test_config_offers_exactly_the_registered_destinations() -> None:
     for key in ("osquery.status_log_plugin", "osquery.result_log_plugin"):
-        assert config.OPTIONS_BY_KEY[key].choices == tuple(DESTINATIONS)
+        assert config.OPTIONS_BY_KEY[key].choices == config.LOG_PLUGINS == tuple(DESTINATIONS)
     with pytest.raises(config.ConfigError, match="'kafka' is not one of filesystem, stdout"):
         config.from_mapping({"osquery.result_log_plugin": "kafka"})
 
