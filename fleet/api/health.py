@@ -11,10 +11,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from fleet import __version__
+from fleet.api.deps import CheckedRoute
+from fleet.core.authz import authorize_none
 from fleet.service.context import ServiceContext
 
 log = logging.getLogger("fleet.healthz")
-router = APIRouter()
+router = APIRouter(route_class=CheckedRoute)
 # A check that takes longer fails: a load balancer must get an answer before its own
 # timeout, and a database that needs seconds for SELECT 1 is not healthy.
 CHECK_TIMEOUT = 2.0
@@ -29,6 +31,7 @@ def _checkers(ctx: ServiceContext) -> dict[str, Callable[[], Awaitable[None]]]:
 
 @router.get("/healthz", include_in_schema=False)
 async def healthz(request: Request) -> Response:
+    authorize_none("load balancers probe health without credentials")
     ctx: ServiceContext = request.app.state.ctx
     checkers = _checkers(ctx)
     names = request.query_params.getlist("check") or list(checkers)
@@ -50,6 +53,7 @@ async def healthz(request: Request) -> Response:
 
 @router.get("/version", include_in_schema=False)
 async def version() -> JSONResponse:
+    authorize_none("build information is public")
     return JSONResponse({
         "version": __version__, "branch": "unknown", "revision": "unknown",
         "go_version": "", "python_version": platform.python_version(),

@@ -21,8 +21,16 @@ import orjson
 
 from fleet.broker.base import results_channel
 from fleet.core import hoststatus
-from fleet.core.authz import Action, Viewer
-from fleet.core.errors import BadRequest, NotFound, PermissionDenied
+from fleet.core.authz import (
+    Action,
+    Subject,
+    TeamFilter,
+    Viewer,
+    authorize,
+    authorize_any,
+    team_filter,
+)
+from fleet.core.errors import BadRequest, NotFound
 from fleet.service import queries as query_service
 from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost
@@ -74,27 +82,27 @@ def _iso(value: dt.datetime) -> str:
 
 
 async def _query_sql(ctx: ServiceContext, viewer: Viewer, sql: str | None,
-                     query_id: int | None) -> tuple[int, str]:
-    """Authorize running a saved query or new SQL; returns (query id, SQL)."""
+                     query_id: int | None) -> tuple[int, str, TeamFilter]:
+    """Authorize running a saved query or new SQL; returns (query id, SQL, the hosts it may
+    run on)."""
     if query_id:
-        viewer.require(Action.RUN_SAVED_QUERIES)
+        authorize_any(viewer, Action.RUN_SAVED_QUERIES, Subject(observer_can_run=True))
         query = await query_service.get_query(ctx, viewer, query_id)
-        if viewer.is_observer and not viewer.can(Action.RUN_NEW_QUERIES) \
-                and not query["observer_can_run"]:
-            raise PermissionDenied("forbidden")
-        return query_id, query["query"]
+        runnable = Subject(team_id=query["team_id"], observer_can_run=query["observer_can_run"])
+        authorize(viewer, Action.RUN_SAVED_QUERIES, runnable)
+        return query_id, query["query"], team_filter(viewer, Action.RUN_SAVED_QUERIES, runnable)
+    teams = authorize_any(viewer, Action.RUN_NEW_QUERIES)
     if not sql or not sql.strip():
         raise BadRequest("query is required", name="query")
-    viewer.require(Action.RUN_NEW_QUERIES)
-    return await query_service.create_unsaved_query(ctx, viewer, sql), sql
+    return await query_service.create_unsaved_query(ctx, viewer, sql), sql, teams
 
 
 async def create(ctx: ServiceContext, viewer: Viewer, *, sql: str | None,
                  query_id: int | None, host_ids: Sequence[int] = (),
                  label_ids: Sequence[int] = (), start: bool = True) -> Campaign:
     """Create a campaign for the selected hosts and labels; `start` hands it to the hosts."""
-    qid, text = await _query_sql(ctx, viewer, sql, query_id)
-    resolved = await store.resolve_targets(ctx.db, host_ids, label_ids)
+    qid, text, teams = await _query_sql(ctx, viewer, sql, query_id)
+    resolved = await store.resolve_targets(ctx.db, host_ids, label_ids, teams)
     if not resolved:
         raise BadRequest("no hosts targeted")
     row = await store.create(ctx.db, query_id=qid, user_id=viewer.user_id,
@@ -116,12 +124,13 @@ async def create_by_identifiers(ctx: ServiceContext, viewer: Viewer, *, sql: str
                                 labels: Sequence[str]) -> Campaign:
     """Like `create`, with hosts by hostname/UUID/serial and labels by name (fleetctl)."""
     # Authorize before the lookups, so unknown label names tell nobody unauthorized anything.
-    viewer.require(Action.RUN_SAVED_QUERIES if query_id else Action.RUN_NEW_QUERIES)
+    teams = authorize_any(viewer, Action.RUN_SAVED_QUERIES if query_id else
+                          Action.RUN_NEW_QUERIES, Subject(observer_can_run=True))
     label_ids = await store.label_ids_by_name(ctx.db, labels) if labels else {}
     unknown = [name for name in labels if name not in label_ids]
     if unknown:
         raise BadRequest(f"Invalid label name(s): {', '.join(unknown)}.")
-    host_ids = await store.host_ids_by_identifier(ctx.db, hosts) if hosts else []
+    host_ids = await store.host_ids_by_identifier(ctx.db, hosts, teams) if hosts else []
     return await create(ctx, viewer, sql=sql, query_id=query_id, host_ids=host_ids,
                         label_ids=list(label_ids.values()))
 
@@ -143,8 +152,7 @@ async def load(ctx: ServiceContext, viewer: Viewer, campaign_id: int) -> Any:
     row = await store.get(ctx.db, campaign_id)
     if row is None:
         raise NotFound(f"cannot find campaign for ID {campaign_id}")
-    if row.user_id != viewer.user_id:
-        raise PermissionDenied("forbidden")
+    authorize(viewer, Action.WATCH_CAMPAIGN, Subject(owner_id=row.user_id))
     return row
 
 
@@ -297,9 +305,8 @@ async def run_on_host(ctx: ServiceContext, viewer: Viewer, host_id: int, sql: st
                       wait_seconds: float) -> HostAnswer:
     """Run new SQL on one host and wait for its answer. The viewer is authorized before the
     host is looked up, so its existence and status tell nobody who may not run queries."""
-    viewer.require(Action.RUN_NEW_QUERIES)
-    viewer.require(Action.READ_HOSTS)
-    status = await host_status(ctx, host_id)
+    authorize_any(viewer, Action.RUN_NEW_QUERIES)
+    status = await host_status(ctx, viewer, host_id)
     if status != "online":
         return HostAnswer(status, [], None)
     _campaign, answers = await run_sync(ctx, viewer, sql=sql, query_id=None,
@@ -310,9 +317,11 @@ async def run_on_host(ctx: ServiceContext, viewer: Viewer, host_id: int, sql: st
     return HostAnswer(status, answer.rows, answer.error)
 
 
-async def host_status(ctx: ServiceContext, host_id: int) -> str:
-    """online/offline of one host; NotFound if it does not exist (internal: no viewer)."""
-    f = await store.host_seen_facts(ctx.db, host_id)
+async def host_status(ctx: ServiceContext, viewer: Viewer, host_id: int) -> str:
+    """online/offline of one host; NotFound if it does not exist or the viewer's teams do not
+    hold it."""
+    teams = authorize_any(viewer, Action.READ_HOSTS)
+    f = await store.host_seen_facts(ctx.db, host_id, teams)
     if f is None:
         raise NotFound(f"Host {host_id} was not found in the datastore")
     return hoststatus.status(f.seen, f.distributed_interval, f.config_tls_refresh, utcnow())

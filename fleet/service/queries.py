@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.core.authz import Action, Viewer
+from fleet.core.authz import GLOBAL, Action, Subject, Viewer, authorize, authorize_any
 from fleet.core.errors import AlreadyExists, NotFound, ValidationFailed
 from fleet.service.context import ServiceContext
 from fleet.store import queries as store
@@ -85,10 +85,10 @@ async def _ensure_name_free(conn: AsyncConnection, name: str,
 
 
 async def list_queries(ctx: ServiceContext, viewer: Viewer, opts: ListOptions) -> QueryPage:
-    viewer.require(Action.READ_QUERIES)
+    teams = authorize_any(viewer, Action.READ_QUERIES)
     async with ctx.db.connect() as conn:
-        rows = await store.list_saved_queries(conn, opts, peek=True)
-        count = await store.count_saved_queries(conn, opts)
+        rows = await store.list_saved_queries(conn, opts, teams=teams, peek=True)
+        count = await store.count_saved_queries(conn, opts, teams=teams)
     more = opts.per_page is not None and len(rows) > opts.per_page
     return QueryPage(queries=rows[:opts.per_page] if more else rows, count=count,
                      has_next_results=more,
@@ -97,15 +97,17 @@ async def list_queries(ctx: ServiceContext, viewer: Viewer, opts: ListOptions) -
 
 async def get_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> sa.RowMapping:
     """Any query by id (saved or a live query's), with author_name and author_email."""
-    viewer.require(Action.READ_QUERIES)
+    authorize_any(viewer, Action.READ_QUERIES)
     async with ctx.db.connect() as conn:
-        return await _existing(conn, query_id)
+        query = await _existing(conn, query_id)
+    authorize(viewer, Action.READ_QUERIES, Subject(team_id=query["team_id"]))
+    return query
 
 
 async def create_query(ctx: ServiceContext, viewer: Viewer,
                        fields: Mapping[str, Any]) -> sa.RowMapping:
     """A saved global query; `fields` must hold name and query, the rest defaults."""
-    viewer.require(Action.WRITE_QUERIES)
+    authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     values = _columns({**DEFAULTS, **fields})
     now = utcnow()
     async with ctx.db.begin() as conn:
@@ -118,7 +120,7 @@ async def create_query(ctx: ServiceContext, viewer: Viewer,
 
 async def modify_query(ctx: ServiceContext, viewer: Viewer, query_id: int,
                        fields: Mapping[str, Any]) -> sa.RowMapping:
-    viewer.require(Action.WRITE_QUERIES)
+    authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     values = _columns(fields)
     async with ctx.db.begin() as conn:
         await _existing(conn, query_id)
@@ -130,7 +132,7 @@ async def modify_query(ctx: ServiceContext, viewer: Viewer, query_id: int,
 
 
 async def delete_query_by_name(ctx: ServiceContext, viewer: Viewer, name: str) -> None:
-    viewer.require(Action.WRITE_QUERIES)
+    authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     async with ctx.db.begin() as conn:
         row = await store.get_saved_query_by_name(conn, name)
         if row is None:
@@ -139,7 +141,7 @@ async def delete_query_by_name(ctx: ServiceContext, viewer: Viewer, name: str) -
 
 
 async def delete_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> None:
-    viewer.require(Action.WRITE_QUERIES)
+    authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     async with ctx.db.begin() as conn:
         if not await store.delete_queries(conn, [query_id]):
             raise _not_found(query_id)
@@ -147,19 +149,19 @@ async def delete_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> No
 
 async def delete_queries(ctx: ServiceContext, viewer: Viewer, ids: Sequence[int]) -> int:
     """Bulk delete; returns how many of `ids` existed."""
-    viewer.require(Action.WRITE_QUERIES)
+    authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     async with ctx.db.begin() as conn:
         return await store.delete_queries(conn, list(set(ids)))
 
 
 async def query_specs(ctx: ServiceContext, viewer: Viewer) -> Sequence[sa.RowMapping]:
-    viewer.require(Action.READ_QUERIES)
+    teams = authorize_any(viewer, Action.READ_QUERIES)
     async with ctx.db.connect() as conn:
-        return await store.list_saved_queries(conn, ListOptions(order_key="name"))
+        return await store.list_saved_queries(conn, ListOptions(order_key="name"), teams=teams)
 
 
 async def query_spec(ctx: ServiceContext, viewer: Viewer, name: str) -> sa.RowMapping:
-    viewer.require(Action.READ_QUERIES)
+    authorize(viewer, Action.READ_QUERIES, GLOBAL)
     async with ctx.db.connect() as conn:
         row = await store.get_saved_query_by_name(conn, name)
     if row is None:
@@ -171,7 +173,7 @@ async def apply_query_specs(ctx: ServiceContext, viewer: Viewer,
                             specs: Sequence[Mapping[str, Any]]) -> None:
     """Create or overwrite global queries by name; fields a spec omits get their defaults.
     All specs are validated before anything is written, and written in one transaction."""
-    viewer.require(Action.WRITE_QUERIES)
+    authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     names = [spec.get("name", "") for spec in specs]
     if len(set(names)) != len(names):
         raise ValidationFailed("duplicate query name in specs", name="name")
@@ -185,7 +187,7 @@ async def apply_query_specs(ctx: ServiceContext, viewer: Viewer,
 
 async def create_unsaved_query(ctx: ServiceContext, viewer: Viewer, sql: str) -> int:
     """The hidden query a live campaign runs: `distributed_<email>_<unix nanos>`."""
-    viewer.require(Action.RUN_NEW_QUERIES)
+    authorize_any(viewer, Action.RUN_NEW_QUERIES)
     _check("query", sql)
     now = utcnow()
     # A 255-character email must not push the name past its column.

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.core.authz import Action, Viewer
+from fleet.core.authz import GLOBAL, Action, Viewer, authorize
 from fleet.core.errors import Conflict, ValidationFailed
 from fleet.service.context import ServiceContext
 from fleet.store import secrets as store
@@ -52,7 +52,7 @@ async def _add_global(db: Database, conn: AsyncConnection, values: Sequence[str]
 
 
 async def get_global_secrets(ctx: ServiceContext, viewer: Viewer) -> Sequence[sa.Row[Any]]:
-    viewer.require(Action.READ_SECRETS)
+    authorize(viewer, Action.READ_SECRETS, GLOBAL)
     async with ctx.db.connect() as conn:
         return await store.list_global_secrets(conn)
 
@@ -60,7 +60,7 @@ async def get_global_secrets(ctx: ServiceContext, viewer: Viewer) -> Sequence[sa
 async def apply_global_secrets(ctx: ServiceContext, viewer: Viewer,
                                values: Sequence[str]) -> None:
     """Make `values` the complete set of global secrets (an empty list removes them all)."""
-    viewer.require(Action.WRITE_SECRETS)
+    authorize(viewer, Action.WRITE_SECRETS, GLOBAL)
     _validate(values)
     async with ctx.db.begin() as conn:
         await store.delete_global_secrets_except(conn, values)

@@ -8,8 +8,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from fleet.core.authz import TeamFilter
 from fleet.store.db import Database, utcnow
-from fleet.store.host_search import identified_by
+from fleet.store.host_search import identified_by, team_clause
 from fleet.store.schema import (
     distributed_query_campaign_targets as targets,
 )
@@ -88,8 +89,9 @@ def _targeted_host_ids(campaign_id: int) -> sa.Select[Any]:
 
 
 async def resolve_targets(db: Database, host_ids: Sequence[int],
-                          label_ids: Sequence[int]) -> list[int]:
-    """Host ids for explicit hosts and labels, before a campaign exists (sorted)."""
+                          label_ids: Sequence[int], teams: TeamFilter) -> list[int]:
+    """Host ids for explicit hosts and labels, before a campaign exists (sorted), of the
+    hosts within `teams`."""
     conds: list[Any] = []
     if host_ids:
         conds.append(hosts.c.id.in_(list(host_ids)))
@@ -101,8 +103,8 @@ async def resolve_targets(db: Database, host_ids: Sequence[int],
     if not conds:
         return []
     async with db.connect() as conn:
-        rows = await conn.execute(sa.select(hosts.c.id).where(sa.or_(*conds))
-                                  .order_by(hosts.c.id))
+        rows = await conn.execute(sa.select(hosts.c.id).where(
+            sa.or_(*conds), team_clause(hosts.c.team_id, teams)).order_by(hosts.c.id))
         return [int(r.id) for r in rows]
 
 
@@ -123,9 +125,10 @@ async def target_seen_facts(db: Database, campaign_id: int) -> list[Any]:
         return list((await conn.execute(stmt)).all())
 
 
-async def host_seen_facts(db: Database, host_id: int) -> Any | None:
+async def host_seen_facts(db: Database, host_id: int, teams: TeamFilter) -> Any | None:
     async with db.connect() as conn:
-        return (await conn.execute(_seen_facts(hosts.c.id == host_id))).first()
+        return (await conn.execute(_seen_facts(sa.and_(
+            hosts.c.id == host_id, team_clause(hosts.c.team_id, teams))))).first()
 
 
 async def label_ids_by_name(db: Database, names: Sequence[str]) -> dict[str, int]:
@@ -135,10 +138,13 @@ async def label_ids_by_name(db: Database, names: Sequence[str]) -> dict[str, int
         return {r.name: int(r.id) for r in rows}
 
 
-async def host_ids_by_identifier(db: Database, identifiers: Sequence[str]) -> list[int]:
-    """Hosts whose hostname, uuid, hardware serial or osquery host id is listed."""
+async def host_ids_by_identifier(db: Database, identifiers: Sequence[str],
+                                 teams: TeamFilter) -> list[int]:
+    """Hosts within `teams` whose hostname, uuid, hardware serial or osquery host id is
+    listed."""
     async with db.connect() as conn:
-        rows = await conn.execute(sa.select(hosts.c.id).where(identified_by(identifiers)))
+        rows = await conn.execute(sa.select(hosts.c.id).where(
+            identified_by(identifiers), team_clause(hosts.c.team_id, teams)))
         return sorted(int(r.id) for r in rows)
 
 

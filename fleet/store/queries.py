@@ -12,8 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleet.core.authz import TeamFilter
 from fleet.store.db import Database
-from fleet.store.host_search import ListOptions, apply_list_options, search_clause
+from fleet.store.host_search import ListOptions, apply_list_options, search_clause, team_clause
 from fleet.store.schema import queries, users
 
 _SORTABLE = {name: queries.c[name] for name in (
@@ -35,8 +36,9 @@ def _select() -> sa.Select[Any]:
             .select_from(queries.outerjoin(users, users.c.id == queries.c.author_id)))
 
 
-def _saved_global(opts: ListOptions) -> list[sa.ColumnElement[bool]]:
-    where: list[sa.ColumnElement[bool]] = [queries.c.saved.is_(True), _GLOBAL]
+def _saved_global(opts: ListOptions, teams: TeamFilter) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = [queries.c.saved.is_(True), _GLOBAL,
+                                           team_clause(queries.c.team_id, teams)]
     text = search_clause(opts.query, (queries.c.name,))
     if text is not None:
         where.append(text)
@@ -65,15 +67,16 @@ async def name_taken(conn: AsyncConnection, name: str, *, except_id: int | None 
     return (await conn.execute(stmt.limit(1))).first() is not None
 
 
-async def list_saved_queries(conn: AsyncConnection, opts: ListOptions, *,
+async def list_saved_queries(conn: AsyncConnection, opts: ListOptions, *, teams: TeamFilter,
                              peek: bool = False) -> Sequence[sa.RowMapping]:
-    stmt = apply_list_options(_select().where(*_saved_global(opts)), opts, _SORTABLE,
+    stmt = apply_list_options(_select().where(*_saved_global(opts, teams)), opts, _SORTABLE,
                               queries.c.id, peek=peek)
     return (await conn.execute(stmt)).mappings().all()
 
 
-async def count_saved_queries(conn: AsyncConnection, opts: ListOptions) -> int:
-    stmt = sa.select(sa.func.count()).select_from(queries).where(*_saved_global(opts))
+async def count_saved_queries(conn: AsyncConnection, opts: ListOptions, *,
+                              teams: TeamFilter) -> int:
+    stmt = sa.select(sa.func.count()).select_from(queries).where(*_saved_global(opts, teams))
     return int((await conn.execute(stmt)).scalar_one())
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleet.core.authz import TeamFilter
 from fleet.store.host_search import ListOptions, apply_list_options, search_clause
 from fleet.store.schema import users
 
@@ -40,8 +41,11 @@ async def count_admins(conn: AsyncConnection) -> int:
     return int((await conn.execute(stmt)).scalar_one())
 
 
-async def list_users(conn: AsyncConnection, opts: ListOptions) -> Sequence[sa.Row[Any]]:
+async def list_users(conn: AsyncConnection, opts: ListOptions, *,
+                     teams: TeamFilter) -> Sequence[sa.Row[Any]]:
     stmt = sa.select(users).where(users.c.enabled.is_(True))
+    if not teams.all_teams:  # the members of a viewer's teams come with the user_teams table
+        stmt = stmt.where(sa.false())
     text = search_clause(opts.query, (users.c.name, users.c.email))
     if text is not None:
         stmt = stmt.where(text)
