@@ -155,8 +155,8 @@ async def test_every_route_has_a_permission_entry_and_every_role_gets_it(
     assert not stale, f"permission entries for routes that do not exist: {stale}"
 
     tokens: dict[str | None, str | None] = {ADMIN: prod_api.admin_token, None: None}
-    for role in ROLES[1:]:
-        _user, tokens[role] = await prod_api.user(role)
+    for name in ROLES[1:]:
+        _user, tokens[name] = await prod_api.user(name)
     failures = []
     order = sorted(set(routes), key=lambda key: PERMISSIONS[key].last)
     for method, path in order:
