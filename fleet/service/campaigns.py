@@ -28,7 +28,6 @@ from fleet.core.authz import (
     Viewer,
     authorize,
     authorize_any,
-    team_filter,
 )
 from fleet.core.errors import BadRequest, NotFound
 from fleet.service import queries as query_service
@@ -88,9 +87,9 @@ async def _query_sql(ctx: ServiceContext, viewer: Viewer, sql: str | None,
     if query_id:
         authorize_any(viewer, Action.RUN_SAVED_QUERIES, Subject(observer_can_run=True))
         query = await query_service.get_query(ctx, viewer, query_id)
-        runnable = Subject(team_id=query["team_id"], observer_can_run=query["observer_can_run"])
-        authorize(viewer, Action.RUN_SAVED_QUERIES, runnable)
-        return query_id, query["query"], team_filter(viewer, Action.RUN_SAVED_QUERIES, runnable)
+        teams = authorize_any(viewer, Action.RUN_SAVED_QUERIES,
+                              Subject(observer_can_run=query["observer_can_run"]))
+        return query_id, query["query"], teams
     teams = authorize_any(viewer, Action.RUN_NEW_QUERIES)
     if not sql or not sql.strip():
         raise BadRequest("query is required", name="query")

@@ -101,6 +101,30 @@ async def test_live_queries_target_only_the_viewers_team_hosts(
                                query_id=None, host_ids=[host_ids[1]])
 
 
+async def test_team_members_run_global_saved_queries_on_their_hosts(
+        ctx: ServiceContext, host_ids: dict[int | None, int]) -> None:
+    fields = {"query": "SELECT 1", "observer_can_run": True}
+    open_query = await query_service.create_query(ctx, ADMIN, {"name": "open", **fields})
+    closed = await query_service.create_query(ctx, ADMIN, {**fields, "name": "closed",
+                                                           "observer_can_run": False})
+    everyone = list(host_ids.values())
+    for role in (Role.OBSERVER, Role.OBSERVER_PLUS):
+        c = await campaigns.create(ctx, team_viewer(role), sql=None,
+                                   query_id=open_query["id"], host_ids=everyone)
+        assert c.host_ids == (host_ids[1],)
+    c = await campaigns.create(ctx, team_viewer(Role.OBSERVER_PLUS), sql=None,
+                               query_id=closed["id"], host_ids=everyone)
+    assert c.host_ids == (host_ids[1],)
+    with pytest.raises(PermissionDenied):
+        await campaigns.create(ctx, team_viewer(Role.OBSERVER), sql=None,
+                               query_id=closed["id"], host_ids=everyone)
+    # An observer on one team and a maintainer on another runs it on the maintained team only.
+    mixed = Viewer(user_id=3, email="team@example.com", name="Team", global_role=None,
+                   teams={1: Role.OBSERVER, 2: Role.MAINTAINER})
+    c = await campaigns.create(ctx, mixed, sql=None, query_id=closed["id"], host_ids=everyone)
+    assert c.host_ids == (host_ids[2],)
+
+
 async def test_team_members_see_global_queries_and_no_users(
         ctx: ServiceContext, host_ids: dict[int | None, int]) -> None:
     await query_service.create_query(ctx, ADMIN, {"name": "shared", "query": "SELECT 1"})
