@@ -75,7 +75,7 @@ class CheckedRoute(APIRoute):
 
     def _unchecked(self, request: Request) -> Response:
         log.error("%s %s answered without an authorization check (endpoint %s): 500 instead",
-                  request.method, self.path, self.name)
+                  request.method, request.url.path, self.name)
         return error_response(500, "Internal Server Error", "internal server error")
 
 

@@ -170,13 +170,12 @@ def team_filter(viewer: Viewer, action: Action, like: HasTeam = GLOBAL) -> TeamF
 
 
 class AuthzCheck:
-    """Whether the current request was authorized (and on what grounds, if it needs none)."""
+    """Whether the current request was authorized (or declared to need no authorization)."""
 
-    __slots__ = ("checked", "reason")
+    __slots__ = ("checked",)
 
     def __init__(self) -> None:
         self.checked = False
-        self.reason = ""
 
 
 _current: ContextVar[AuthzCheck | None] = ContextVar("fleet_authz_check", default=None)
@@ -193,11 +192,10 @@ def track() -> Iterator[AuthzCheck]:
         _current.reset(token)
 
 
-def _mark(reason: str = "") -> None:
+def _mark() -> None:
     check = _current.get()
     if check is not None:
         check.checked = True
-        check.reason = check.reason or reason
 
 
 def authorize(viewer: Viewer, action: Action, subject: HasTeam,
@@ -219,6 +217,6 @@ def authorize_any(viewer: Viewer, action: Action, like: HasTeam = GLOBAL) -> Tea
 
 
 def authorize_none(reason: str) -> None:
-    """Declare that the current operation needs no authorization, and why (setup, login,
-    health checks, one's own session)."""
-    _mark(reason)
+    """Declare that the current operation needs no authorization; `reason` says why at the
+    call site (setup, login, health checks, one's own session)."""
+    _mark()
