@@ -21,7 +21,6 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
-from types import MappingProxyType
 from typing import Protocol
 
 from fleet.core.errors import PermissionDenied
@@ -69,13 +68,6 @@ _ALLOWED: dict[Role, frozenset[Action]] = {
 # Global objects every team uses: a team member may read these as its role allows.
 _SHARED = frozenset({Action.READ_QUERIES, Action.READ_LABELS})
 
-_NO_TEAMS: Mapping[int, Role] = MappingProxyType({})
-
-
-def _no_teams() -> Mapping[int, Role]:
-    return _NO_TEAMS
-
-
 @dataclass(frozen=True, slots=True)
 class Viewer:
     """The authenticated user behind a request."""
@@ -88,7 +80,7 @@ class Viewer:
     # An admin required a new password: until it is set the user may only see themselves,
     # log out and set it (Fleet's admin_forced_password_reset).
     must_reset_password: bool = False
-    teams: Mapping[int, Role] = field(default_factory=_no_teams)  # team id -> role on that team
+    teams: Mapping[int, Role] = field(default_factory=dict)  # team id -> role on that team
 
 
 class HasTeam(Protocol):
