@@ -12,15 +12,18 @@ every 100 ms throughout and the server's RSS is sampled every second. Every 500 
 answers is logged with a traceback (agent front door and REST catch-all alike), so the count
 of those lines in the server log is the count of 5xx other than 503.
 
-Known gap: like osqueryd, osquery-perf takes `distributed_interval` from the config the
-server sends (10 s by default), so `--query_interval 1s` does not yet raise the check-in rate;
-the overload phase needs agent options set to 1 s, which waits for the app-config API. What
-this measures today is the 10,000-host enrollment storm and the steady state after it.
+Like osqueryd, osquery-perf takes `distributed_interval` and `logger_tls_period` from the
+config the server sends, so the overload phase first sets both to 1 s in the agent options
+(written to the app config in the database, as `PATCH /config` will once the app-config API
+exists; the server's config cache picks it up within 5 s), and the recovery phase sets them
+back to 10 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import copy
 import json
 import subprocess
 import sys
@@ -46,6 +49,11 @@ from bench.harness import (  # noqa: E402
     pinned,
     rss_bytes,
 )
+from fleet import config  # noqa: E402
+from fleet.core.agent_options import DEFAULT_AGENT_OPTIONS  # noqa: E402
+from fleet.service.configcache import CACHE_SECONDS as CONFIG_CACHE_SECONDS  # noqa: E402
+from fleet.store import app_config as app_config_store  # noqa: E402
+from fleet.store.db import create_database  # noqa: E402
 from fleet.tls import ensure_dev_certificate  # noqa: E402
 from osquery_perf.stats import percentile  # noqa: E402
 
@@ -99,6 +107,29 @@ class Probe(threading.Thread):
                 "rss_mib_max": round(max(rss) / 2**20, 1) if rss else 0.0}
 
 
+def set_agent_intervals(backend: Backend, seconds: int) -> None:
+    """Agent options with both check-in intervals at `seconds`, in the server's database."""
+    overrides = {}
+    for name, value in backend.env().items():
+        section, _, option = name.removeprefix("FLEET_").lower().partition("_")
+        overrides[f"{section}.{option}"] = value
+
+    async def write() -> None:
+        db = create_database(config.from_mapping(overrides))
+        try:
+            async with db.begin() as conn:
+                doc = await app_config_store.get_app_config(conn)
+                options = copy.deepcopy(doc.get("agent_options") or DEFAULT_AGENT_OPTIONS)
+                options["config"]["options"].update(distributed_interval=seconds,
+                                                    logger_tls_period=seconds)
+                await app_config_store.save_app_config(conn, dict(doc, agent_options=options))
+        finally:
+            await db.close()
+
+    asyncio.run(write())
+    time.sleep(CONFIG_CACHE_SECONDS + 1)  # every server instance has reloaded it
+
+
 def run_agents(server: Server, hosts: int, keys: Path, workdir: Path, seconds: float,
                interval: str, name: str, enrolled: bool) -> dict[str, Any]:
     summary = workdir / f"summary-{name}.json"
@@ -136,8 +167,10 @@ def bench(backend_name: str, hosts: int, overload: float, recover: float,
         probe.phase = "enroll"  # the hosts enroll at the default intervals first
         enrolled = run_agents(server, hosts, keys, workdir, ENROLL_SECONDS, "10s", "enroll",
                               False)
+        set_agent_intervals(backend, 1)
         probe.phase = "overload"
         loaded = run_agents(server, hosts, keys, workdir, overload, "1s", "overload", True)
+        set_agent_intervals(backend, 10)
         probe.phase = "recovery"
         recovered = run_agents(server, hosts, keys, workdir, recover, "10s", "recovery", True)
         probe.phase = "after"

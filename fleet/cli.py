@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,8 @@ def _serve(cfg: config.Config, *, dev: bool) -> int:
                   "--server_tls=false behind a TLS-terminating proxy.", file=sys.stderr)
             return 1
         cert, key, created = tls.ensure_dev_certificate(DEV_CERT_DIR)
-        cfg.server.cert, cfg.server.key = str(cert.resolve()), str(key.resolve())
+        cfg = cfg.with_overrides({"server.cert": str(cert.resolve()),
+                                  "server.key": str(key.resolve())}, source="--dev")
         print(f"{'Generated' if created else 'Using'} development certificate "
               f"{cfg.server.cert} (trust it with --tls_server_certs / --rootca)")
     try:
@@ -220,6 +222,7 @@ def _serve(cfg: config.Config, *, dev: bool) -> int:
 async def _serve_async(cfg: config.Config, dev: bool) -> int:
     from fleet import httpserver, lifecycle, tls
     from fleet.server import build_context, create_app
+    from fleet.service import health
     from fleet.service import secrets as secret_service
 
     # Claim the database file and the port before any other work, so a second instance or a
@@ -251,6 +254,7 @@ async def _serve_async(cfg: config.Config, dev: bool) -> int:
         await ctx.broker.close()
         await ctx.db.close()
         return 1
+    monitor = health.HealthMonitor(ctx)
     uv = uvicorn.Config(  # serves on `listener`, passed to serve() below
         create_app(ctx, owns_context=True),
         ssl_certfile=cfg.server.cert if cfg.server.tls else None,
@@ -261,8 +265,12 @@ async def _serve_async(cfg: config.Config, dev: bool) -> int:
             read_timeout=cfg.server.read_timeout,
             max_header_bytes=cfg.server.max_header_bytes,
             max_header_count=cfg.server.max_header_count,
-            max_connections=cfg.server.max_connections)),
-        timeout_keep_alive=cfg.server.idle_timeout if cfg.server.keepalive else 0,
+            max_connections=cfg.server.max_connections),
+            fast_paths={f"{cfg.server.url_prefix}/healthz".encode(): _healthz_answers(
+                monitor, tls=cfg.server.tls)}),
+        # uvicorn takes any number of seconds here, though its hint says int.
+        timeout_keep_alive=(cfg.server.idle_timeout  # type: ignore[arg-type]
+                            if cfg.server.keepalive else 0),
         lifespan="on",
         ws_max_size=1 << 20, log_config=None, server_header=False,
         proxy_headers=False)  # client_ip() applies Fleet's header order itself
@@ -277,9 +285,25 @@ async def _serve_async(cfg: config.Config, dev: bool) -> int:
         tls.apply_profile(uv.ssl, cfg.server.tls_compatibility)
     server = lifecycle.Server(uv, on_started=lambda: _announce(cfg),
                               shutdown_timeout=cfg.server.shutdown_timeout,
-                              tls_handshake_timeout=cfg.server.tls_handshake_timeout)
+                              tls_handshake_timeout=cfg.server.tls_handshake_timeout,
+                              companions=[monitor.run])
     await server.serve(sockets=[listener])
     return 0 if server.started else 1
+
+
+def _healthz_answers(monitor: Any, *, tls: bool) -> Callable[[], bytes | None]:
+    """`GET /healthz` from the monitor's last result (None: let the application check)."""
+    from fleet import httpserver
+    from fleet.security_headers import response_headers
+
+    headers = response_headers(tls=tls)
+    passing, failing = (httpserver.fast_response(status, headers) for status in (200, 500))
+
+    def answer() -> bytes | None:
+        healthy = monitor.healthy()
+        return None if healthy is None else passing if healthy else failing
+
+    return answer
 
 
 def _announce(cfg: config.Config) -> None:

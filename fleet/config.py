@@ -5,6 +5,10 @@ Every option has a dotted key (`mysql.address`). From it come the command-line f
 (`mysql: {address: ...}`), exactly as in Fleet. Precedence: flag > env > file > default.
 Values are parsed and validated once, at start, so a bad value fails with a message that names
 the option and every way it could have been set.
+
+The table also generates `fleet/config_sections.py` (`python -m fleet.config`): one frozen
+dataclass per section, so `cfg.osquery.enroll_cooldown` is a `float` to mypy and a misspelled
+option is a type error. `Config` is frozen; `Config.with_overrides` makes a changed copy.
 """
 
 from __future__ import annotations
@@ -12,12 +16,17 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import SimpleNamespace
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
+
+from fleet.config_sections import SECTIONS, Sections
+from fleet.logdest import DESTINATIONS
 
 REDACTED = "********"
 
@@ -149,7 +158,8 @@ class Option:
         return {"str": "TEXT"}.get(self.kind, self.kind.upper())
 
 
-_LOG_PLUGINS = ("filesystem", "stdout")
+# Every registered log destination, so a plugin name no destination answers to is refused.
+_LOG_PLUGINS = tuple(DESTINATIONS)
 
 OPTIONS: tuple[Option, ...] = (
     # Embedded database (our addition; Fleet has no embedded mode).
@@ -276,14 +286,23 @@ OPTIONS: tuple[Option, ...] = (
 OPTIONS_BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}
 
 
-class Config(SimpleNamespace):
-    """Effective configuration: `cfg.mysql.address`, plus `cfg.values` by dotted key."""
+@dataclass(frozen=True, slots=True)
+class Config(Sections):
+    """Effective configuration: typed sections (`cfg.mysql.address`), plus every value by
+    dotted key and where it came from. Frozen: `with_overrides` makes a changed copy."""
 
-    values: dict[str, Any]
-    sources: dict[str, str]
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
 
     def get(self, key: str) -> Any:
         return self.values[key]
+
+    def with_overrides(self, overrides: Mapping[str, Any], source: str = "override") -> Config:
+        """This configuration with some dotted keys set, parsed and validated as at start
+        (e.g. the `--dev` certificate paths, or a test's setting)."""
+        values = _apply_overrides(dict(self.values), overrides)
+        _post_validate(values)
+        return _build(values, {**self.sources, **dict.fromkeys(overrides, source)})
 
     def redacted(self) -> dict[str, Any]:
         """Nested dict of every option, secrets replaced, for `fleet config_dump`."""
@@ -399,27 +418,84 @@ def _post_validate(values: dict[str, Any]) -> None:
 
 
 def _build(values: dict[str, Any], sources: dict[str, str]) -> Config:
-    cfg = Config(values=values, sources=sources)
+    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    top: dict[str, Any] = {}
     for key, value in values.items():
-        *parents, leaf = key.split(".")
-        node: SimpleNamespace = cfg
-        for p in parents:
-            if not hasattr(node, p):
-                setattr(node, p, SimpleNamespace())
-            node = getattr(node, p)
-        setattr(node, leaf, value)
-    return cfg
+        section, dot, leaf = key.partition(".")
+        if dot:
+            sections[section][leaf] = value
+        else:
+            top[key] = value
+    return Config(**{name: SECTIONS[name](**fields) for name, fields in sections.items()},
+                  **top, values=MappingProxyType(values), sources=MappingProxyType(sources))
 
 
-def from_mapping(overrides: Mapping[str, Any] | None = None) -> Config:
-    """Config from defaults plus dotted-key overrides (for tests and embedding), no env."""
-    values = {o.key: o.default for o in OPTIONS}
-    for key, raw in (overrides or {}).items():
+def _apply_overrides(values: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    for key, raw in overrides.items():
         if key not in OPTIONS_BY_KEY:
             raise ConfigError(f"unknown option {key}")
         try:
             values[key] = OPTIONS_BY_KEY[key].parse(raw)
         except ValueError as exc:
             raise ConfigError(f"invalid value for {key}: {exc}") from None
+    return values
+
+
+def from_mapping(overrides: Mapping[str, Any] | None = None) -> Config:
+    """Config from defaults plus dotted-key overrides (for tests and embedding), no env."""
+    values = _apply_overrides({o.key: o.default for o in OPTIONS}, overrides or {})
     _post_validate(values)
     return _build(values, {k: "override" for k in values})
+
+
+_PY_TYPES = {"str": "str", "int": "int", "bool": "bool", "duration": "float"}
+SECTIONS_MODULE = Path(__file__).with_name("config_sections.py")
+
+
+def sections_source() -> str:
+    """The text of `fleet/config_sections.py`: one frozen dataclass per section of OPTIONS."""
+    sections: dict[str, list[Option]] = {}
+    top: list[Option] = []
+    for opt in OPTIONS:
+        section, dot, leaf = opt.key.partition(".")
+        if "." in leaf:
+            raise ValueError(f"{opt.key}: options nest one section deep at most")
+        if dot:
+            sections.setdefault(section, []).append(opt)
+        else:
+            top.append(opt)
+
+    def field(name: str, kind: str, help_text: str) -> list[str]:
+        comment = textwrap.wrap(help_text, 100 - len("    #: "))
+        return [*(f"    #: {line}" for line in comment), f"    {name}: {kind}"]
+
+    def cls(name: str) -> str:
+        return name.title().replace("_", "") + "Section"
+
+    out = ['"""The option table of fleet/config.py as typed, frozen sections.',
+           "",
+           "GENERATED from `fleet.config.OPTIONS` by `python -m fleet.config`: do not edit.",
+           "`cfg.mysql.address` is a `str` to mypy, and a misspelled option is a type error;",
+           "tests/unit/test_config.py fails when this file and the table disagree.",
+           '"""', "", "from __future__ import annotations", "", "from dataclasses import dataclass",
+           "from typing import Any", ""]
+    for section, opts in sections.items():
+        out += ["", "@dataclass(frozen=True, slots=True)", f"class {cls(section)}:"]
+        for opt in opts:
+            out += field(opt.key.partition(".")[2], _PY_TYPES[opt.kind], opt.help)
+        out.append("")
+    out += ["", "@dataclass(frozen=True, slots=True)", "class Sections:",
+            '    """Every section, and the options that belong to none."""', ""]
+    for section in sections:
+        out.append(f"    {section}: {cls(section)}")
+    for opt in top:
+        out += field(opt.key, _PY_TYPES[opt.kind], opt.help)
+    out += ["", "", "SECTIONS: dict[str, type[Any]] = {"]
+    out += [f'    "{section}": {cls(section)},' for section in sections]
+    out += ["}", ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    SECTIONS_MODULE.write_text(sections_source())
+    print(f"wrote {SECTIONS_MODULE}")

@@ -11,6 +11,10 @@ process's sockets or memory while agents wait.
 - At `max_connections` open connections (websockets included) a new one gets a 503 with
   `Retry-After` and is closed, with one throttled log line saying which limit was reached.
 
+A few paths may be answered by the protocol itself (`fast_paths`: `GET /healthz`, from the
+health monitor's last result): a load balancer's probe then waits for one turn of the event
+loop, not for a task queued behind thousands of agent requests.
+
 Timers are armed only while a request is incomplete after a read, so a request that arrives
 in one read (the agents' usual case) costs no timer beyond the one a new connection gets.
 Each refusal is counted in one throttled line per kind, never a line per connection.
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 import httptools
@@ -61,10 +67,23 @@ _BUSY = _response("503 Service Unavailable", "server connection limit reached",
 _BAD = _response("400 Bad Request", "Invalid HTTP request received.")
 
 
+# A fast path returns the whole response, or None to let the application answer.
+FastPath = Callable[[], bytes | None]
+
+
+def fast_response(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """An empty-bodied response, for fast paths to build once."""
+    lines = [b"HTTP/1.1 %d %s" % (status, HTTPStatus(status).phrase.encode()),
+             b"content-length: 0", *(name + b": " + value for name, value in headers)]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
 class LimitedHttpProtocol(HttpToolsProtocol):
-    """Set `limits` on a subclass (see `protocol_class`); uvicorn builds one per connection."""
+    """Set `limits` and `fast_paths` (raw request target of a GET -> FastPath) on a subclass
+    (see `protocol_class`); uvicorn builds one per connection."""
 
     limits: ClassVar[Limits]
+    fast_paths: ClassVar[Mapping[bytes, FastPath]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -73,6 +92,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._timer_phase = _IDLE
         self._head_bytes = 0
         self._head_count = 0
+        self._answered = False  # the current message got a fast-path response
+        self._completed = False  # a message ended during the current read
 
     # Connection life
 
@@ -98,6 +119,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._phase == _HEAD:
             self._head_bytes += len(data)
+        self._completed = False
         try:
             self.parser.feed_data(data)
             if self._phase == _HEAD and self._head_bytes > self.limits.max_header_bytes:
@@ -122,7 +144,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         # Keep exactly the timer the connection's state needs after this read. Bytes that
         # began no request (stray CRLFs) leave the connection owing one: a header deadline.
         want = self._phase
-        if want == _IDLE and (self.cycle is None or self.cycle.response_complete):
+        if want == _IDLE and not self._completed and (
+                self.cycle is None or self.cycle.response_complete):
             want = _HEAD
         if want == _IDLE:
             self._disarm()
@@ -148,10 +171,33 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._phase = _BODY
+        self._answered = False
+        fast = self.fast_paths.get(self.url)
+        if fast is not None and (self.cycle is None or self.cycle.response_complete) \
+                and self.parser.get_method() == b"GET":
+            response = fast()
+            if response is not None:
+                self._answered = True
+                self.transport.write(response)
+                if not self.parser.should_keep_alive():
+                    self.transport.close()
+                return
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._answered:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._phase = _IDLE
+        self._completed = True
+        if self._answered:  # as uvicorn does once a response is out: wait for the next one
+            self._answered = False
+            self.server_state.total_requests += 1
+            if not self.transport.is_closing():
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler)
+            return
         super().on_message_complete()
 
     # Limits
@@ -207,6 +253,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def protocol_class(limits: Limits) -> type[LimitedHttpProtocol]:
-    """A protocol class for uvicorn's `http=` option, carrying these limits."""
-    return type("FleetHttpProtocol", (LimitedHttpProtocol,), {"limits": limits})
+def protocol_class(limits: Limits, fast_paths: Mapping[bytes, FastPath] | None = None,
+                   ) -> type[LimitedHttpProtocol]:
+    """A protocol class for uvicorn's `http=` option, carrying these limits and paths."""
+    return type("FleetHttpProtocol", (LimitedHttpProtocol,),
+                {"limits": limits, "fast_paths": dict(fast_paths or {})})

@@ -23,7 +23,7 @@ import logging
 import os
 import resource
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -124,11 +124,14 @@ class Server(uvicorn.Server):
     """uvicorn's server with an announcement once serving and a bounded, prompt stop."""
 
     def __init__(self, config: uvicorn.Config, *, on_started: Callable[[], None],
-                 shutdown_timeout: float, tls_handshake_timeout: float) -> None:
+                 shutdown_timeout: float, tls_handshake_timeout: float,
+                 companions: Sequence[Callable[[], Awaitable[None]]] = ()) -> None:
         super().__init__(config)
         self.on_started = on_started
         self.shutdown_timeout = shutdown_timeout
         self.tls_handshake_timeout = tls_handshake_timeout
+        self.companions = companions  # tasks that run while serving (the health monitor)
+        self._companion_tasks: list[asyncio.Task[None]] = []
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         # uvicorn runs the lifespan and its state with no sockets; the listeners are ours.
@@ -147,11 +150,14 @@ class Server(uvicorn.Server):
             self.servers.append(await loop.create_server(
                 protocol, sock=sock, backlog=BACKLOG, ssl=config.ssl,
                 ssl_handshake_timeout=deadline, ssl_shutdown_timeout=deadline))
+        self._companion_tasks = [asyncio.ensure_future(run()) for run in self.companions]
         self.on_started()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.shutdown_timeout
+        for task in self._companion_tasks:
+            task.cancel()
         for server in self.servers:
             server.close()
         for sock in sockets or []:

@@ -30,6 +30,11 @@ DEFAULTS = [
 AGENT_HEADERS = [*ALWAYS, (b"cache-control", b"no-store")]
 
 
+def response_headers(*, tls: bool) -> list[tuple[bytes, bytes]]:
+    """All of them, for a response built outside the application (fleet/httpserver.py)."""
+    return [*ALWAYS, *([HSTS] if tls else []), *DEFAULTS]
+
+
 class SecurityHeaders:
     """ASGI middleware for the REST application (not the agent front door)."""
 

@@ -19,6 +19,7 @@ from fleet.api import (
     secrets,
     sessions,
     setup,
+    trigger,
     users,
     websocket,
 )
@@ -26,6 +27,8 @@ from fleet.api.errors import install_error_handlers
 from fleet.broker import create_broker
 from fleet.config import Config
 from fleet.jobs import background
+from fleet.jobs.cleanups import CLEANUPS_THEN_AGGREGATION
+from fleet.jobs.schedule import Schedule
 from fleet.security_headers import ALWAYS as SECURITY_ALWAYS
 from fleet.security_headers import DEFAULTS as SECURITY_DEFAULTS
 from fleet.security_headers import SecurityHeaders
@@ -35,6 +38,9 @@ from fleet.store.db import create_database
 log = logging.getLogger("fleet.server")
 
 FLEET_API_PREFIXES = ("/api/v1/fleet", "/api/latest/fleet")
+
+# Every instance runs every schedule; the lock of each decides which one runs its jobs.
+SCHEDULES: tuple[Schedule, ...] = (CLEANUPS_THEN_AGGREGATION,)
 
 
 async def build_context(cfg: Config) -> ServiceContext:
@@ -54,7 +60,7 @@ def create_app(ctx: ServiceContext, *, owns_context: bool = False) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        tasks = background.start(ctx)
+        tasks = background.start(ctx, SCHEDULES)
         try:
             yield
         finally:
@@ -67,12 +73,13 @@ def create_app(ctx: ServiceContext, *, owns_context: bool = False) -> Any:
     app = FastAPI(title="Fleet", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/api/latest/fleet/openapi.json")
     app.state.ctx = ctx
+    app.state.schedule_names = tuple(s.name for s in SCHEDULES)
     install_error_handlers(app)
     app.include_router(setup.router)
     app.include_router(health.router)
     app.include_router(home.router)
     for prefix in FLEET_API_PREFIXES:
-        for module in (sessions, users, hosts, queries, secrets, live):
+        for module in (sessions, users, hosts, queries, secrets, live, trigger):
             app.include_router(module.router, prefix=prefix)
     app.include_router(websocket.router)
     front = AgentFrontDoor(ctx, SecurityHeaders(app, tls=ctx.cfg.server.tls))

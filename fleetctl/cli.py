@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from fleetctl import __version__, get, live, session, specs
+from fleetctl import __version__, get, live, session, specs, trigger
 from fleetctl.context import DEFAULT_CONTEXT, KEYS, default_config_path
 from fleetctl.errors import CLIError
 
@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                        aliases=("enroll_secrets", "enroll-secret", "enroll-secrets"))
     _output_flags(secrets)
 
-    apply = _command(commands, "apply", specs.apply, "apply YAML specs (queries, enroll secrets)")
+    apply = _command(commands, "apply", specs.apply, "apply YAML specs "
+                     f"({', '.join(kind.plural for kind in specs.KINDS)})")
     apply.add_argument("-f", "--file", required=True, help="a .yml/.yaml file of specs")
     apply.add_argument("--dry-run", action="store_true",
                        help="only supported for config and team specs; others are skipped")
@@ -161,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--timeout", default=_env("TIMEOUT"),
                        help="stop after this long (10s, 5m, 1h; 0 = no limit); exits 1 if "
                        "targeted hosts have not all responded by then")
+
+    trigger_parser = _command(commands, "trigger", trigger.trigger,
+                              "trigger an ad hoc run of all jobs in a specified cron schedule")
+    trigger_parser.add_argument("--name", default=_env("NAME"),
+                                help="name of the cron schedule to trigger (env NAME)")
 
     _command(commands, "version", _print_version, "print the fleetctl version")
     return parser

@@ -11,8 +11,9 @@ import os
 import ssl
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -115,8 +116,24 @@ def check_address(address: str) -> str:
     return address.rstrip("/")
 
 
+# Where Fleet serves its current REST API (Fleet's `/api/v1/fleet` is the same routes).
+API = "/api/latest/fleet"
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """What `POST /login` answered."""
+
+    token: str  # empty when the server sent none
+    user: dict[str, Any]
+    mfa_required: bool  # 202: the server mailed a sign-in link instead of issuing a token
+
+
 class FleetClient:
-    """A session against one Fleet server; use as a context manager."""
+    """A session against one Fleet server, with one method per API call fleetctl makes
+    (as Fleet's `server/service/client_*.go`): commands never spell a URL. Use as a context
+    manager. Every method raises `APIError` for a non-2xx answer and `CLIError` when the
+    server cannot be reached or answers something that is not JSON."""
 
     def __init__(self, ctx: Context, *, debug: bool = False, authenticated: bool = True) -> None:
         self.ctx = ctx
@@ -145,7 +162,96 @@ class FleetClient:
         if self.debug:
             print(f"[debug] {line}", file=sys.stderr)
 
-    def request(
+    # --- sessions -------------------------------------------------------------------------
+
+    def setup(self, admin: dict[str, Any], org_name: str, server_url: str) -> dict[str, Any]:
+        """`POST /api/v1/setup`: create the first admin; Fleet answers 404 once one exists."""
+        return self._call("POST", "/api/v1/setup", body={
+            "admin": admin, "org_info": {"org_name": org_name}, "server_url": server_url})
+
+    def login(self, email: str, password: str) -> Login:
+        response = self._request("POST", f"{API}/login",
+                                 body={"email": email, "password": password})
+        if response.status_code == 202:
+            return Login(token="", user={}, mfa_required=True)
+        try:
+            body = response.json()
+            token, user = body.get("token"), body.get("user") or {}
+        except (ValueError, AttributeError):
+            token, user = None, {}
+        return Login(token=str(token or ""), user=user if isinstance(user, dict) else {},
+                     mfa_required=False)
+
+    def logout(self) -> None:
+        self._request("POST", f"{API}/logout")
+
+    def perform_required_password_reset(self, new_password: str) -> None:
+        self._call("POST", f"{API}/perform_required_password_reset",
+                   body={"new_password": new_password})
+
+    # --- hosts ----------------------------------------------------------------------------
+
+    def list_hosts(self, page: int, per_page: int) -> list[dict[str, Any]]:
+        """One page of `GET /hosts`."""
+        hosts: list[dict[str, Any]] = self._call(
+            "GET", f"{API}/hosts", params={"page": page, "per_page": per_page}
+        ).get("hosts") or []
+        return hosts
+
+    def get_host_by_identifier(self, identifier: str) -> Any:
+        """The host whose hostname, UUID or serial is `identifier`."""
+        return self._call("GET", f"{API}/hosts/identifier/{quote(identifier, safe='')}"
+                          ).get("host")
+
+    # --- specs ----------------------------------------------------------------------------
+
+    def get_query_specs(self) -> list[dict[str, Any]]:
+        specs: list[dict[str, Any]] = self._call("GET", f"{API}/spec/queries").get("specs") or []
+        return specs
+
+    def get_query_spec(self, name: str) -> Any:
+        return self._call("GET", f"{API}/spec/queries/{quote(name, safe='')}").get("specs")
+
+    def apply_query_specs(self, specs: list[dict[str, Any]]) -> None:
+        self._call("POST", f"{API}/spec/queries", body={"specs": specs})
+
+    def get_enroll_secret_spec(self) -> Any:
+        return self._call("GET", f"{API}/spec/enroll_secret").get("spec")
+
+    def apply_enroll_secret_spec(self, spec: dict[str, Any]) -> None:
+        self._call("POST", f"{API}/spec/enroll_secret", body={"spec": spec})
+
+    # --- queries and live queries ---------------------------------------------------------
+
+    def list_queries(self, search: str, team_id: int | None = None) -> list[dict[str, Any]]:
+        """Saved queries whose name contains `search`, of one team when `team_id` is set."""
+        params: dict[str, Any] = {"query": search}
+        if team_id:
+            params["team_id"] = team_id
+        queries: list[dict[str, Any]] = self._call("GET", f"{API}/queries", params=params
+                                                   ).get("queries") or []
+        return queries
+
+    def run_live_query_by_identifiers(self, sql: str | None, query_id: int | None,
+                                      hosts: list[str], labels: list[str]) -> dict[str, Any]:
+        """Start a campaign on hosts named by hostname/UUID/serial and on label names."""
+        return self._call("POST", f"{API}/queries/run_by_identifiers", body={
+            "query": sql, "query_id": query_id, "selected": {"hosts": hosts, "labels": labels}})
+
+    def live_results_url(self) -> str:
+        """The ws(s):// URL of the live-query results websocket."""
+        return self._websocket_url(f"{API}/results/websocket")
+
+    # --- operations -----------------------------------------------------------------------
+
+    def trigger_schedule(self, name: str) -> None:
+        """`POST /trigger?name=`: an ad hoc run of the named cron schedule (409 while a run
+        is pending, 404 naming the valid schedules)."""
+        self._request("POST", f"{API}/trigger", params={"name": name})
+
+    # --- transport ------------------------------------------------------------------------
+
+    def _request(
         self,
         method: str,
         path: str,
@@ -173,7 +279,7 @@ class FleetClient:
             raise error
         return response
 
-    def call(
+    def _call(
         self,
         method: str,
         path: str,
@@ -182,7 +288,7 @@ class FleetClient:
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Send a request and decode its JSON object body (empty bodies become `{}`)."""
-        response = self.request(method, path, body=body, params=params)
+        response = self._request(method, path, body=body, params=params)
         if not response.content.strip():
             return {}
         try:
@@ -193,7 +299,7 @@ class FleetClient:
             raise CLIError(f"{method} {path}: expected a JSON object from the server")
         return decoded
 
-    def websocket_url(self, path: str) -> str:
+    def _websocket_url(self, path: str) -> str:
         """The ws(s):// URL for `path`, keeping host, port and url-prefix."""
         parts = urlsplit(self.address)
         scheme = "wss" if parts.scheme == "https" else "ws"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
-from urllib.parse import quote
 
 from fleetctl.client import APIError, FleetClient
 from fleetctl.context import load_context
@@ -27,9 +26,8 @@ def get_hosts(args: argparse.Namespace) -> int:
     _check_format(args)
     with _client(args) as client:
         if args.identifier:
-            path = f"/api/latest/fleet/hosts/identifier/{quote(args.identifier, safe='')}"
             try:
-                host = client.call("GET", path).get("host")
+                host = client.get_host_by_identifier(args.identifier)
             except APIError as exc:
                 raise CLIError(f"could not get host: {exc}") from None
             print_spec("host", host, as_json=args.json)
@@ -65,9 +63,7 @@ def _all_hosts(client: FleetClient) -> list[dict[str, Any]]:
     hosts: list[dict[str, Any]] = []
     page = 0
     while True:
-        batch = client.call(
-            "GET", "/api/latest/fleet/hosts", params={"page": page, "per_page": HOSTS_PER_PAGE}
-        ).get("hosts") or []
+        batch = client.list_hosts(page, HOSTS_PER_PAGE)
         hosts.extend(batch)
         if len(batch) < HOSTS_PER_PAGE:
             return hosts
@@ -78,12 +74,11 @@ def get_queries(args: argparse.Namespace) -> int:
     _check_format(args)
     with _client(args) as client:
         if args.name:
-            path = f"/api/latest/fleet/spec/queries/{quote(args.name, safe='')}"
-            spec = client.call("GET", path).get("specs")
+            spec = client.get_query_spec(args.name)
             print_spec("query", spec, as_json=args.json)
             return 0
         try:
-            specs = client.call("GET", "/api/latest/fleet/spec/queries").get("specs") or []
+            specs = client.get_query_specs()
         except APIError as exc:
             raise CLIError(f"could not list queries: {exc}") from None
 
@@ -103,6 +98,6 @@ def get_queries(args: argparse.Namespace) -> int:
 def get_enroll_secret(args: argparse.Namespace) -> int:
     _check_format(args)
     with _client(args) as client:
-        spec = client.call("GET", "/api/latest/fleet/spec/enroll_secret").get("spec")
+        spec = client.get_enroll_secret_spec()
     print_spec("enroll_secret", spec, as_json=args.json)
     return 0

@@ -23,7 +23,6 @@ from fleetctl.client import LOGIN_HINT, APIError, FleetClient
 from fleetctl.context import load_context
 from fleetctl.errors import CLIError
 
-RESULTS_PATH = "/api/latest/fleet/results/websocket"
 NO_HOSTS_TARGETED = (
     "No hosts targeted. Make sure you provide a valid hostname, UUID, or serial number. "
     "Learn more about host identifiers: https://fleetdm.com/learn-more-about/host-identifiers"
@@ -141,16 +140,13 @@ def run_query(args: argparse.Namespace) -> int:
 
 
 def _lookup_query_id(client: FleetClient, name: str, team: int | None) -> int:
-    params: dict[str, Any] = {"query": name}
-    if team:
-        params["team_id"] = team
     try:
-        queries = client.call("GET", "/api/latest/fleet/queries", params=params).get("queries")
+        queries = client.list_queries(name, team)
     except APIError as exc:
         if exc.status == 404:
             raise CLIError(f"Query '{name}' not found") from None
         raise
-    for query in queries or []:
+    for query in queries:
         if query.get("name") == name:
             return int(query["id"])
     raise CLIError(f"Query '{name}' not found")
@@ -160,9 +156,8 @@ def _create_campaign(
     client: FleetClient, sql: str | None, query_id: int | None, hosts: list[str],
     labels: list[str],
 ) -> int:
-    body = {"query": sql, "query_id": query_id, "selected": {"hosts": hosts, "labels": labels}}
     try:
-        result = client.call("POST", "/api/latest/fleet/queries/run_by_identifiers", body=body)
+        result = client.run_live_query_by_identifiers(sql, query_id, hosts, labels)
     except APIError as exc:
         if "no hosts targeted" in exc.reason.lower():
             raise CLIError(NO_HOSTS_TARGETED) from None
@@ -176,7 +171,7 @@ def _create_campaign(
 
 
 def _connect(client: FleetClient) -> ClientConnection:
-    url = client.websocket_url(RESULTS_PATH)
+    url = client.live_results_url()
     client.log(f"WS connect {url}")
     try:
         return connect(

@@ -103,20 +103,11 @@ def setup(args: argparse.Namespace) -> int:
     password = args.password or _new_password("Password: ", "--password")
 
     ctx = load_context(args.config, args.context)
-    body = {
-        "admin": {
-            "admin": True,
-            "email": args.email,
-            "name": args.name,
-            "password": password,
-            "password_confirmation": password,
-        },
-        "org_info": {"org_name": args.org_name},
-        "server_url": ctx.address,
-    }
+    admin = {"admin": True, "email": args.email, "name": args.name, "password": password,
+             "password_confirmation": password}
     with FleetClient(ctx, debug=args.debug, authenticated=False) as client:
         try:
-            result = client.call("POST", "/api/v1/setup", body=body)
+            result = client.setup(admin, args.org_name, ctx.address)
         except APIError as exc:
             # Fleet stops serving the setup route (404) once the first user exists.
             if exc.status == 404 or "already" in str(exc).lower():
@@ -152,27 +143,20 @@ def login(args: argparse.Namespace) -> int:
             print("Using value of environment variable $PASSWORD as password.")
 
         try:
-            response = client.request(
-                "POST", "/api/latest/fleet/login", body={"email": email, "password": password}
-            )
+            answer = client.login(email, password)
         except APIError as exc:
             raise CLIError(_login_failure(exc)) from None
-    if response.status_code == 202:
+    if answer.mfa_required:
         raise CLIError(
             "Login failed: this account uses multi-factor authentication. Log in to the "
             "Fleet UI, copy your API token from \"My account\", then run: "
             "fleetctl config set --token <token>"
         )
-    try:
-        body = response.json()
-        token, user = body.get("token"), body.get("user") or {}
-    except (ValueError, AttributeError):
-        token, user = None, {}
-    if not token:
+    if not answer.token:
         raise CLIError("Login failed: the server did not return a token")
-    if isinstance(user, dict) and user.get("force_password_reset"):
-        _perform_required_reset(args, replace(ctx, token=token), email)
-    update_context(args.config, args.context, email=email, token=token)
+    if answer.user.get("force_password_reset"):
+        _perform_required_reset(args, replace(ctx, token=answer.token), email)
+    update_context(args.config, args.context, email=email, token=answer.token)
     print("[+] Fleet login successful and context configured!")
     return 0
 
@@ -189,8 +173,7 @@ def _perform_required_reset(args: argparse.Namespace, ctx: Context, email: str) 
         new_password = _new_password("New password: ", "--new-password")
     with FleetClient(ctx, debug=args.debug) as client:
         try:
-            client.call("POST", "/api/latest/fleet/perform_required_password_reset",
-                        body={"new_password": new_password})
+            client.perform_required_password_reset(new_password)
         except APIError as exc:
             raise CLIError(f"Login failed: setting the new password: {exc.reason}") from None
     print("[+] New password set.")
@@ -209,7 +192,7 @@ def logout(args: argparse.Namespace) -> int:
     ctx = load_context(args.config, args.context)
     with FleetClient(ctx, debug=args.debug) as client:
         try:
-            client.request("POST", "/api/latest/fleet/logout")
+            client.logout()
         except APIError as exc:
             raise CLIError(f"error logging out: {exc}") from None
     update_context(args.config, args.context, token="")

@@ -1,14 +1,18 @@
-"""`fleetctl apply -f FILE`: upload `kind: query` and `kind: enroll_secret` YAML specs.
+"""`fleetctl apply -f FILE`: upload YAML specs, one `kind` per entry of `KINDS`.
 
 The whole file is parsed and validated before anything is sent, so a typo in the last
-document does not leave the server half-updated.
+document does not leave the server half-updated. Specs are then applied kind by kind in the
+order of `KINDS`, which is their dependency order (as in Fleet: labels before packs, teams
+before team queries). A new kind is one `SpecKind` entry: its parser, its apply call and its
+place in that order.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +22,8 @@ from fleetctl.client import APIError, FleetClient
 from fleetctl.context import load_context
 from fleetctl.errors import CLIError
 
-# `report` is the name newer Fleet releases use for saved queries.
-QUERY_KINDS = ("query", "report")
-SUPPORTED_KINDS = (*QUERY_KINDS, "enroll_secret")
+Spec = dict[str, Any]  # one document's `spec`, as validated and sent
+
 # The fields of a query spec Fleet accepts, with their YAML types.
 QUERY_FIELDS: dict[str, type] = {
     "name": str, "query": str, "description": str, "team": str, "interval": int,
@@ -28,56 +31,6 @@ QUERY_FIELDS: dict[str, type] = {
     "min_osquery_version": str, "logging": str, "discard_data": bool,
 }
 REQUIRED_QUERY_FIELDS = ("name", "query")
-
-
-@dataclass
-class SpecGroup:
-    queries: list[dict[str, Any]] = field(default_factory=list)
-    enroll_secret: dict[str, Any] | None = None
-
-
-def parse_specs(path: str) -> SpecGroup:
-    """Read a multi-document YAML file into specs grouped by kind."""
-    if Path(path).suffix.lower() not in (".yml", ".yaml"):
-        raise CLIError(f"{path}: only .yml and .yaml files are supported")
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise CLIError(f"could not read {path}: {exc.strerror or exc}") from None
-    try:
-        documents = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        raise CLIError(f"failed to parse {path}: {' '.join(str(exc).split())}") from None
-
-    group = SpecGroup()
-    found = 0
-    for number, doc in enumerate(documents, start=1):
-        if doc is None:  # empty document, e.g. a leading or trailing `---`
-            continue
-        where = f"{path}: document {number}"
-        if not isinstance(doc, dict):
-            raise CLIError(f"{where}: expected a mapping with apiVersion, kind and spec")
-        kind = doc.get("kind")
-        if not kind:
-            raise CLIError(f"{where}: missing 'kind'")
-        if kind not in SUPPORTED_KINDS:
-            raise CLIError(
-                f"{where}: unknown kind {kind!r} (supported: {', '.join(SUPPORTED_KINDS)})"
-            )
-        spec = doc.get("spec")
-        if not isinstance(spec, dict):
-            raise CLIError(f"{where}: missing 'spec' for kind {kind!r}")
-        name = spec.get("name")
-        named = f", name {json.dumps(name, ensure_ascii=False)}" if isinstance(name, str) else ""
-        where += f" (kind {kind}{named})"
-        if kind in QUERY_KINDS:
-            group.queries.append(_query_spec(spec, where))
-        else:
-            group.enroll_secret = _secrets_spec(spec, where)
-        found += 1
-    if not found:
-        raise CLIError(f"no specs found in {path}")
-    return group
 
 
 def _type_name(kind: type) -> str:
@@ -112,34 +65,96 @@ def _secrets_spec(spec: dict[str, Any], where: str) -> dict[str, Any]:
             raise CLIError(f"{where}: spec.secrets[{n}] must be a mapping with a 'secret'")
         if not isinstance(item["secret"], str):
             raise CLIError(f"{where}: spec.secrets[{n}].secret must be a string")
-    # Each enroll_secret spec replaces the whole global set, so the last one wins.
     return {"secrets": [{"secret": s["secret"]} for s in secrets]}
+
+
+def _apply_queries(client: FleetClient, specs: list[Spec]) -> str:
+    client.apply_query_specs(specs)
+    return f"applied {len(specs)} queries"
+
+
+def _apply_enroll_secrets(client: FleetClient, specs: list[Spec]) -> str:
+    # Each enroll_secret spec replaces the whole global set, so the last one wins.
+    client.apply_enroll_secret_spec(specs[-1])
+    return "applied enroll secrets"
+
+
+@dataclass(frozen=True, slots=True)
+class SpecKind:
+    """One `kind:` that `apply` accepts."""
+
+    names: tuple[str, ...]  # the `kind:` values that select it
+    plural: str  # what the output calls a group of them ("enroll secrets")
+    parse: Callable[[Spec, str], Spec]  # (spec, where in the file) -> the body to send
+    apply: Callable[[FleetClient, list[Spec]], str]  # sends them; returns the `[+]` line
+
+
+# In dependency order: `apply` sends each kind's specs after those of the kinds above it.
+KINDS: tuple[SpecKind, ...] = (
+    # `report` is the name newer Fleet releases use for saved queries.
+    SpecKind(("query", "report"), "queries", _query_spec, _apply_queries),
+    SpecKind(("enroll_secret",), "enroll secrets", _secrets_spec, _apply_enroll_secrets),
+)
+KINDS_BY_NAME: dict[str, SpecKind] = {name: kind for kind in KINDS for name in kind.names}
+
+# The specs of one file by kind, in `KINDS` order.
+SpecGroup = dict[SpecKind, list[Spec]]
+
+
+def parse_specs(path: str) -> SpecGroup:
+    """Read a multi-document YAML file into validated specs grouped by kind."""
+    if Path(path).suffix.lower() not in (".yml", ".yaml"):
+        raise CLIError(f"{path}: only .yml and .yaml files are supported")
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise CLIError(f"could not read {path}: {exc.strerror or exc}") from None
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        raise CLIError(f"failed to parse {path}: {' '.join(str(exc).split())}") from None
+
+    found: SpecGroup = {}
+    for number, doc in enumerate(documents, start=1):
+        if doc is None:  # empty document, e.g. a leading or trailing `---`
+            continue
+        where = f"{path}: document {number}"
+        if not isinstance(doc, dict):
+            raise CLIError(f"{where}: expected a mapping with apiVersion, kind and spec")
+        name = doc.get("kind")
+        if not name:
+            raise CLIError(f"{where}: missing 'kind'")
+        kind = KINDS_BY_NAME.get(name)
+        if kind is None:
+            raise CLIError(
+                f"{where}: unknown kind {name!r} (supported: {', '.join(KINDS_BY_NAME)})"
+            )
+        spec = doc.get("spec")
+        if not isinstance(spec, dict):
+            raise CLIError(f"{where}: missing 'spec' for kind {name!r}")
+        spec_name = spec.get("name")
+        named = (f", name {json.dumps(spec_name, ensure_ascii=False)}"
+                 if isinstance(spec_name, str) else "")
+        found.setdefault(kind, []).append(kind.parse(spec, f"{where} (kind {name}{named})"))
+    if not found:
+        raise CLIError(f"no specs found in {path}")
+    return {kind: found[kind] for kind in KINDS if kind in found}
 
 
 def apply(args: argparse.Namespace) -> int:
     group = parse_specs(args.file)
     if args.dry_run:
         # As in Go fleetctl, dry runs are only meaningful for config and team specs.
-        if group.queries:
-            print("[!] ignoring queries, dry run mode only supported for 'config' and 'team' specs")
-        if group.enroll_secret is not None:
-            print("[!] ignoring enroll secrets, dry run mode only supported for 'config' and "
+        for kind in group:
+            print(f"[!] ignoring {kind.plural}, dry run mode only supported for 'config' and "
                   "'team' specs")
         return 0
 
     with FleetClient(load_context(args.config, args.context), debug=args.debug) as client:
-        if group.queries:
+        for kind, specs in group.items():
             try:
-                client.call("POST", "/api/latest/fleet/spec/queries",
-                            body={"specs": group.queries})
+                done = kind.apply(client, specs)
             except APIError as exc:
-                raise CLIError(f"applying queries: {exc}") from None
-            print(f"[+] applied {len(group.queries)} queries")
-        if group.enroll_secret is not None:
-            try:
-                client.call("POST", "/api/latest/fleet/spec/enroll_secret",
-                            body={"spec": group.enroll_secret})
-            except APIError as exc:
-                raise CLIError(f"applying enroll secrets: {exc}") from None
-            print("[+] applied enroll secrets")
+                raise CLIError(f"applying {kind.plural}: {exc}") from None
+            print(f"[+] {done}")
     return 0

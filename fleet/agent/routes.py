@@ -31,7 +31,7 @@ from fleet.core.errors import (
 from fleet.logthrottle import LogThrottle
 from fleet.service import checkin, enrollment, ingest, osquery_logs
 from fleet.service.agent_auth import authenticate_host
-from fleet.service.agent_config import AgentConfigCache, client_config
+from fleet.service.agent_config import client_config
 from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost
 from fleet.store.db import driver_error, is_outage
@@ -60,7 +60,6 @@ Endpoint = Callable[[AgentRequest, Receive, Send], Awaitable[None]]
 class AgentEndpoints:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self.config_cache = AgentConfigCache()
         self.max_body = ctx.cfg.server.max_request_body_size
         limit = ctx.cfg.osquery.max_concurrent_enrollments
         self.enroll_slots = asyncio.Semaphore(limit) if limit else None
@@ -140,14 +139,14 @@ class AgentEndpoints:
 
     async def _enroll(self, data: dict[str, Any]) -> bytes:
         node_key = await enrollment.enroll(
-            self.ctx, self.config_cache, enroll_secret=string_field(data, "enroll_secret"),
+            self.ctx, enroll_secret=string_field(data, "enroll_secret"),
             provided_identifier=string_field(data, "host_identifier"),
             host_details=object_field(data, "host_details"))
         return orjson.dumps({"node_key": node_key})
 
     async def config(self, request: AgentRequest, data: dict[str, Any]) -> bytes:
         host = await self._host(request, data)
-        return orjson.dumps(await client_config(self.ctx, self.config_cache, host))
+        return orjson.dumps(await client_config(self.ctx, host))
 
     async def distributed_read(self, request: AgentRequest, data: dict[str, Any]) -> bytes:
         host = await self._host(request, data)
@@ -164,14 +163,16 @@ class AgentEndpoints:
         return _EMPTY
 
     async def log(self, request: AgentRequest, data: dict[str, Any]) -> bytes:
-        await self._host(request, data)  # the lines carry their own host identity
+        # The lines carry their own host identity; the host's team picks the config that
+        # decides which result lines are forwarded.
+        host = await self._host(request, data)
         items = data.get("data")
         if items is None:
             items = []
         if not isinstance(items, list):
             raise BadRequest("data must be a JSON array")
-        await osquery_logs.submit_logs(self.ctx, self.config_cache,
-                                       string_field(data, "log_type"), items)
+        await osquery_logs.submit_logs(self.ctx, host.team_id, string_field(data, "log_type"),
+                                       items)
         return _EMPTY
 
     def endpoints(self) -> dict[str, Endpoint]:

@@ -4,8 +4,8 @@ Every non-2xx answer is `{"message", "errors": [{"name", "reason"}], "uuid"}`: d
 (`fleet.core.errors`) carry their own status; request parsing problems become 400 (malformed
 or missing JSON body, bad query or path parameters, a body key the endpoint does not know)
 or 422 (a body field of the wrong type, missing or out of bounds, or a value the database
-refused); duplicate keys 409; anything unexpected 500, logged with its traceback and the
-uuid the client sees, and never described to it.
+refused); a duplicate key is the store's AlreadyExists (409); anything unexpected 500,
+logged with its traceback and the uuid the client sees, and never described to it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
@@ -81,14 +81,6 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     return error_response(422, "Validation Failed", first["msg"], name=_field(loc))
 
 
-async def _integrity_error(_request: Request, exc: Exception) -> Response:
-    """Races the services' own checks lost: Fleet answers 409 for duplicate keys, else 422."""
-    text = str(getattr(exc, "orig", exc))
-    if "Duplicate entry" in text or "UNIQUE constraint" in text:
-        return error_response(409, "Resource Already Exists", "resource already exists")
-    return error_response(422, "Validation Failed", "constraint violated")
-
-
 async def _data_error(_request: Request, exc: Exception) -> Response:
     """The database refused a value (MySQL `Data too long`, `Incorrect string value`, out of
     range): bad input the field bounds (`fleet.api.fields`) did not catch, so 422, not 500."""
@@ -138,7 +130,6 @@ class _CatchAll:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FleetError, _fleet_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(_CatchAll)

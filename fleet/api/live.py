@@ -8,6 +8,7 @@ from pydantic import Field
 
 from fleet.api.deps import Ctx, CurrentViewer, StrictBody, rest_router
 from fleet.api.fields import Id, PathId
+from fleet.core.campaigns import Campaign, Totals
 from fleet.service import campaigns
 
 router = rest_router(tags=["live queries"])
@@ -36,8 +37,20 @@ class RunByIdentifiersRequest(StrictBody):
     selected: SelectedByIdentifiers = Field(default_factory=SelectedByIdentifiers)
 
 
-async def _campaign_json(ctx: Ctx, campaign: campaigns.Campaign) -> dict[str, Any]:
-    return {"campaign": campaign.as_json(await campaigns.totals(ctx, campaign.id))}
+def campaign_json(campaign: Campaign, totals: Totals) -> dict[str, Any]:
+    """Fleet's DistributedQueryCampaign object (its `Metrics` in Go's field names)."""
+    stamp = campaign.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "id": campaign.id, "query_id": campaign.query_id, "status": campaign.status,
+        "user_id": campaign.user_id, "created_at": stamp, "updated_at": stamp,
+        "Metrics": {"TotalHosts": totals.count, "OnlineHosts": totals.online,
+                    "OfflineHosts": totals.offline,
+                    "MissingInActionHosts": totals.missing_in_action, "NewHosts": 0},
+    }
+
+
+async def _campaign_answer(ctx: Ctx, campaign: Campaign) -> dict[str, Any]:
+    return {"campaign": campaign_json(campaign, await campaigns.totals(ctx, campaign.id))}
 
 
 @router.post("/queries/run")
@@ -45,7 +58,7 @@ async def run_query(body: RunRequest, ctx: Ctx, viewer: CurrentViewer) -> dict[s
     campaign = await campaigns.create(
         ctx, viewer, sql=body.query, query_id=body.query_id,
         host_ids=body.selected.hosts, label_ids=body.selected.labels)
-    return await _campaign_json(ctx, campaign)
+    return await _campaign_answer(ctx, campaign)
 
 
 @router.post("/queries/run_by_identifiers")
@@ -55,7 +68,7 @@ async def run_query_by_identifiers(body: RunByIdentifiersRequest, ctx: Ctx,
     campaign = await campaigns.create_by_identifiers(
         ctx, viewer, sql=body.query, query_id=body.query_id,
         hosts=body.selected.hosts, labels=body.selected.labels)
-    return await _campaign_json(ctx, campaign)
+    return await _campaign_answer(ctx, campaign)
 
 
 class HostQueryRequest(StrictBody):

@@ -4,37 +4,38 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from starlette.responses import Response
 
 from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.api.fields import Id, PathId, fits
+from fleet.core.queries import Query
 from fleet.service import queries as service
 from fleet.store.schema import queries
 
 router = rest_router()
 
 
-def _common(row: sa.RowMapping) -> dict[str, Any]:
-    """The fields queries and query specs share, under Fleet's names."""
-    return {"name": row["name"], "description": row["description"], "query": row["query"],
-            "interval": row["schedule_interval"], "observer_can_run": row["observer_can_run"],
-            "automations_enabled": row["automations_enabled"], "platform": row["platform"],
-            "min_osquery_version": row["min_osquery_version"], "logging": row["logging_type"],
-            "discard_data": row["discard_data"]}
+def _common(query: Query) -> dict[str, Any]:
+    """The fields queries and query specs share."""
+    return {"name": query.name, "description": query.description, "query": query.query,
+            "interval": query.interval, "observer_can_run": query.observer_can_run,
+            "automations_enabled": query.automations_enabled, "platform": query.platform,
+            "min_osquery_version": query.min_osquery_version, "logging": query.logging,
+            "discard_data": query.discard_data}
 
 
-def query_json(row: sa.RowMapping) -> dict[str, Any]:
-    return {"id": row["id"], "created_at": row["created_at"], "updated_at": row["updated_at"],
-            **_common(row), "team_id": row["team_id"], "saved": row["saved"],
-            "author_id": row["author_id"], "author_name": row["author_name"] or "",
-            "author_email": row["author_email"] or "", "packs": [], "stats": {}}
+def query_json(query: Query) -> dict[str, Any]:
+    """Fleet's Query object."""
+    return {"id": query.id, "created_at": query.created_at, "updated_at": query.updated_at,
+            **_common(query), "team_id": query.team_id, "saved": query.saved,
+            "author_id": query.author_id, "author_name": query.author_name,
+            "author_email": query.author_email, "packs": [], "stats": {}}
 
 
-def spec_json(row: sa.RowMapping) -> dict[str, Any]:
-    return {**_common(row), "team": ""}
-
+def spec_json(query: Query) -> dict[str, Any]:
+    """A query as fleetctl's `kind: query` spec."""
+    return {**_common(query), "team": ""}
 
 
 Name = Annotated[str, fits(queries.c.name)]
@@ -95,7 +96,7 @@ class DeleteQueriesBody(StrictBody):
 async def list_queries(ctx: Ctx, viewer: CurrentViewer, opts: ListParams) -> Response:
     page = await service.list_queries(ctx, viewer, opts)
     return json_response({
-        "queries": [query_json(r) for r in page.queries],
+        "queries": [query_json(q) for q in page.queries],
         "meta": {"has_next_results": page.has_next_results,
                  "has_previous_results": page.has_previous_results},
         "count": page.count})
@@ -108,15 +109,15 @@ async def get_query(query_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Respon
 
 @router.post("/queries")
 async def create_query(body: CreateQueryBody, ctx: Ctx, viewer: CurrentViewer) -> Response:
-    row = await service.create_query(ctx, viewer, body.sent())
-    return json_response({"query": query_json(row)})
+    query = await service.create_query(ctx, viewer, body.sent())
+    return json_response({"query": query_json(query)})
 
 
 @router.patch("/queries/{query_id:int}")
 async def modify_query(query_id: PathId, body: QueryFields, ctx: Ctx,
                        viewer: CurrentViewer) -> Response:
-    row = await service.modify_query(ctx, viewer, query_id, body.sent())
-    return json_response({"query": query_json(row)})
+    query = await service.modify_query(ctx, viewer, query_id, body.sent())
+    return json_response({"query": query_json(query)})
 
 
 @router.post("/queries/delete")
@@ -138,8 +139,8 @@ async def delete_query_by_name(name: str, ctx: Ctx, viewer: CurrentViewer) -> Re
 
 @router.get("/spec/queries")
 async def get_query_specs(ctx: Ctx, viewer: CurrentViewer) -> Response:
-    rows = await service.query_specs(ctx, viewer)
-    return json_response({"specs": [spec_json(r) for r in rows]})
+    found = await service.query_specs(ctx, viewer)
+    return json_response({"specs": [spec_json(q) for q in found]})
 
 
 @router.get("/spec/queries/{name:path}")

@@ -30,9 +30,9 @@ class ApplySecretsBody(StrictBody):
 
 @router.get("/spec/enroll_secret")
 async def get_enroll_secret_spec(ctx: Ctx, viewer: CurrentViewer) -> Response:
-    rows = await service.get_global_secrets(ctx, viewer)
-    secrets = [{"secret": r.secret, "created_at": r.created_at, "team_id": r.team_id}
-               for r in rows]
+    found = await service.get_global_secrets(ctx, viewer)
+    secrets = [{"secret": s.secret, "created_at": s.created_at, "team_id": s.team_id}
+               for s in found]
     return json_response({"spec": {"secrets": secrets}})
 
 

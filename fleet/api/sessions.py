@@ -39,8 +39,8 @@ async def logout(ctx: Ctx, viewer: AnyViewer) -> Response:
 
 @router.get("/me")
 async def me(ctx: Ctx, viewer: AnyViewer) -> Response:
-    row = await users.get_user(ctx, viewer, viewer.user_id)
-    return json_response({"user": user_json(row), "available_teams": []})
+    user = await users.get_user(ctx, viewer, viewer.user_id)
+    return json_response({"user": user_json(user), "available_teams": []})
 
 
 @router.get("/version")

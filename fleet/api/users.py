@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from pydantic import Field
 from starlette.responses import Response
 
@@ -12,6 +11,7 @@ from fleet.api.deps import AnyViewer, Ctx, CurrentViewer, ListParams, StrictBody
 from fleet.api.errors import json_response
 from fleet.api.fields import PathId, fits
 from fleet.core.authz import Role, authorize_none
+from fleet.core.users import User
 from fleet.service import users as service
 from fleet.store.schema import users
 
@@ -21,13 +21,15 @@ router = rest_router()
 RoleName = Annotated[Role, Field(strict=False)]
 
 
-def user_json(row: sa.Row[Any]) -> dict[str, Any]:
+def user_json(user: User) -> dict[str, Any]:
+    """Fleet's User object."""
     return {
-        "id": row.id, "created_at": row.created_at, "updated_at": row.updated_at,
-        "name": row.name, "email": row.email, "enabled": row.enabled,
-        "force_password_reset": row.force_password_reset, "gravatar_url": "",
-        "sso_enabled": row.sso_enabled, "mfa_enabled": False, "global_role": row.global_role,
-        "api_only": row.api_only, "teams": [], "position": row.position,
+        "id": user.id, "created_at": user.created_at, "updated_at": user.updated_at,
+        "name": user.name, "email": user.email, "enabled": user.enabled,
+        "force_password_reset": user.force_password_reset, "gravatar_url": "",
+        "sso_enabled": user.sso_enabled, "mfa_enabled": False,
+        "global_role": user.global_role, "api_only": user.api_only, "teams": [],
+        "position": user.position,
     }
 
 
@@ -66,8 +68,8 @@ async def create_user(body: CreateUserBody, ctx: Ctx, viewer: CurrentViewer) -> 
         email=body.email, name=body.name, password=body.password, global_role=body.global_role,
         api_only=body.api_only, force_password_reset=forced, sso_enabled=body.sso_enabled,
         position=body.position)
-    row, token = await service.create_user(ctx, viewer, new)
-    content: dict[str, Any] = {"user": user_json(row)}
+    user, token = await service.create_user(ctx, viewer, new)
+    content: dict[str, Any] = {"user": user_json(user)}
     if token is not None:
         content["token"] = token
     return json_response(content)
@@ -75,8 +77,8 @@ async def create_user(body: CreateUserBody, ctx: Ctx, viewer: CurrentViewer) -> 
 
 @router.get("/users")
 async def list_users(ctx: Ctx, viewer: CurrentViewer, opts: ListParams) -> Response:
-    rows = await service.list_users(ctx, viewer, opts)
-    return json_response({"users": [user_json(r) for r in rows]})
+    users = await service.list_users(ctx, viewer, opts)
+    return json_response({"users": [user_json(user) for user in users]})
 
 
 @router.get("/users/{user_id:int}")
@@ -88,8 +90,8 @@ async def get_user(user_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Response
 async def modify_user(user_id: PathId, body: ModifyUserBody, ctx: Ctx,
                       viewer: CurrentViewer) -> Response:
     changes = service.UserChanges(**body.model_dump())
-    row = await service.modify_user(ctx, viewer, user_id, changes)
-    return json_response({"user": user_json(row)})
+    user = await service.modify_user(ctx, viewer, user_id, changes)
+    return json_response({"user": user_json(user)})
 
 
 @router.delete("/users/{user_id:int}")
@@ -105,8 +107,8 @@ class RequireResetBody(StrictBody):
 @router.post("/users/{user_id:int}/require_password_reset")
 async def require_password_reset(user_id: PathId, body: RequireResetBody, ctx: Ctx,
                                  viewer: CurrentViewer) -> Response:
-    row = await service.require_password_reset(ctx, viewer, user_id, body.require)
-    return json_response({"user": user_json(row)})
+    user = await service.require_password_reset(ctx, viewer, user_id, body.require)
+    return json_response({"user": user_json(user)})
 
 
 class PerformResetBody(StrictBody):
@@ -117,5 +119,5 @@ class PerformResetBody(StrictBody):
 async def perform_required_password_reset(body: PerformResetBody, ctx: Ctx,
                                           viewer: AnyViewer) -> Response:
     authorize_none("users set the new password an admin required of them")
-    row = await service.perform_required_password_reset(ctx, viewer, body.new_password)
-    return json_response({"user": user_json(row)})
+    user = await service.perform_required_password_reset(ctx, viewer, body.new_password)
+    return json_response({"user": user_json(user)})

@@ -3,7 +3,7 @@
 from typing import Unpack
 
 from fleet.broker.base import (
-    HOST_INVALIDATION_CHANNEL,
+    CACHE_INVALIDATION_CHANNEL,
     Broker,
     BrokerUnavailable,
     LiveQueryStore,
@@ -16,7 +16,7 @@ from fleet.broker.memory import MemoryBroker
 from fleet.broker.redis import RedisBroker, RedisOptions
 
 __all__ = [
-    "HOST_INVALIDATION_CHANNEL",
+    "CACHE_INVALIDATION_CHANNEL",
     "Broker",
     "BrokerUnavailable",
     "LiveQueryStore",

@@ -4,7 +4,7 @@ Four small capabilities, each a Protocol so that `memory.py` and `redis.py` can 
 without anything above this package knowing which one runs:
 
 - `LiveQueryStore`: which hosts still owe an answer to which live-query campaign.
-- `MessageBus`: fan-out pub/sub (live-query results, host-cache invalidations).
+- `MessageBus`: fan-out pub/sub (live-query results, cache invalidations).
 - `Locks`: leader locks with an owner and a TTL, for periodic jobs.
 - `RateLimits`: request budgets shared by every instance (login attempts).
 """
@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-# Channel on which every instance announces host rows that changed (payload: the host id as
-# ASCII), so that the node-key caches of the other instances drop them.
-HOST_INVALIDATION_CHANNEL = "fleet:hosts:invalidate"
+# Channel on which every instance announces what it changed that other instances cache (host
+# rows, agent config), so that they drop those entries; payloads: `ServiceContext._announce`.
+CACHE_INVALIDATION_CHANNEL = "fleet:cache:invalidate"
 
 
 def results_channel(campaign_id: int) -> str:

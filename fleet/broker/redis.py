@@ -17,7 +17,7 @@ This is Fleet's layout: the `{<id>}` braces are literal Redis Cluster hash tags 
 keys of a campaign in one slot. In the bitfield, host `h` is bit `7 - h % 8` of byte `h // 8`
 (MSB first), i.e. what `SETBIT`/`GETBIT` address. `stop_query` deletes both campaign keys.
 
-Pub/sub channels (`results_<id>`, `fleet:hosts:invalidate`) hold no keys; every subscription
+Pub/sub channels (`results_<id>`, `fleet:cache:invalidate`) hold no keys; every subscription
 owns one dedicated connection.
 """
 

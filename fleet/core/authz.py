@@ -47,6 +47,7 @@ class Action(StrEnum):
     READ_USERS = "read_users"            # also allowed on oneself
     WRITE_USERS = "write_users"          # also allowed on oneself (not one's role)
     WATCH_CAMPAIGN = "watch_campaign"    # only its creator's, whatever the role
+    TRIGGER_SCHEDULES = "trigger_schedules"  # run a named schedule now (Fleet: global admins)
 
 
 _OBSERVER = {Action.READ_HOSTS, Action.READ_QUERIES, Action.RUN_SAVED_QUERIES,
@@ -67,6 +68,7 @@ _ALLOWED: dict[Role, frozenset[Action]] = {
 }
 # Global objects every team uses: a team member may read these as its role allows.
 _SHARED = frozenset({Action.READ_QUERIES, Action.READ_LABELS})
+
 
 @dataclass(frozen=True, slots=True)
 class Viewer:

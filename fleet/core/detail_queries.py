@@ -1,18 +1,21 @@
 """Detail queries (host vitals): what Fleet asks every host, and how answers become columns.
 
-Each query is sent as `fleet_detail_query_<name>` when the host's details are due. Its
-ingest function turns the returned rows into host column values; the same functions ingest
-the `host_details` an agent sends at enrollment, so both paths agree. Pure data and
-functions (no I/O), which is why it lives in core/ rather than agent/.
+Each query is sent as `fleet_detail_query_<name>` when the host's details are due (the
+detail family of `fleet/service/families.py`). Its `ingest` turns the returned rows into
+host column values; the same functions ingest the `host_details` an agent sends at
+enrollment, so both paths agree. A query whose answer belongs in tables of its own (software,
+users: thousands of rows, not columns) has a `direct_ingest` instead, as Fleet's
+DirectIngestFunc: it writes through the narrow `HostTables` Protocol, inside the transaction
+of the whole write. Pure data and functions (no I/O here), which is why it lives in core/.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fleet.core.agent_values import clean_row
 
@@ -38,16 +41,31 @@ class IngestContext:
     public_ip: str = ""
 
 
+class HostTables(Protocol):
+    """What a direct ingest may write: one host's rows in tables other than `hosts`, in the
+    transaction of the whole write (implemented by `store/hosts.py:HostTables`). Methods
+    are added here as direct ingests need them, never the whole store."""
+
+    async def replace_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Make `rows` (without `host_id`) the host's rows of `table`."""
+
+
 Ingest = Callable[[Rows, IngestContext], dict[str, Any]]
+DirectIngest = Callable[[HostTables, Rows, IngestContext], Awaitable[None]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DetailQuery:
     name: str
     sql: str
-    ingest: Ingest
+    ingest: Ingest | None = None  # into host columns
     platforms: frozenset[str] = frozenset()  # generic platforms; empty = all
     discovery: str = ""
+    direct_ingest: DirectIngest | None = None  # into tables of its own
+
+    def __post_init__(self) -> None:
+        if self.ingest is None and self.direct_ingest is None:
+            raise ValueError(f"detail query {self.name} has no ingest")
 
     def runs_on(self, platform: str) -> bool:
         return not self.platforms or generic_platform(platform) in self.platforms
@@ -246,8 +264,8 @@ ENROLL_DETAILS = ("os_version", "osquery_info", "system_info")
 
 
 def queries_for_platform(platform: str) -> dict[str, DetailQuery]:
-    """Detail queries keyed by their wire name (`fleet_detail_query_<name>`)."""
-    return {PREFIX + q.name: q for q in CATALOG if q.runs_on(platform)}
+    """Detail queries keyed by name (sent as `fleet_detail_query_<name>`)."""
+    return {q.name: q for q in CATALOG if q.runs_on(platform)}
 
 
 def ingest_enroll_details(host_details: Mapping[str, Any]
@@ -260,7 +278,9 @@ def ingest_enroll_details(host_details: Mapping[str, Any]
         row = host_details.get(table)
         if isinstance(row, Mapping):
             clean, dropped[table] = clean_row(row)
-            values.update(BY_NAME[table].ingest([clean], IngestContext()))
+            ingest = BY_NAME[table].ingest
+            assert ingest is not None  # the enrollment tables are host columns
+            values.update(ingest([clean], IngestContext()))
         elif row is not None:
             dropped[table] = ["<row>"]
     return values, dropped

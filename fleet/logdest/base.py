@@ -6,9 +6,12 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 log = logging.getLogger("fleet.logdest")
+
+# Which of osquery's two log streams a destination receives.
+LogType = Literal["status", "result"]
 
 
 class LogWriteError(Exception):

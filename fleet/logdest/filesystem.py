@@ -12,10 +12,21 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
-from fleet.logdest.base import LogWriteError, ThreadedLineWriter
+from fleet.logdest.base import LogType, LogWriteError, ThreadedLineWriter
+
+if TYPE_CHECKING:
+    from fleet.config import Config
 
 log = logging.getLogger("fleet.logdest")
+
+
+def from_config(cfg: Config, log_type: LogType) -> FilesystemDestination:
+    """`filesystem.result_log_file` or `filesystem.status_log_file`."""
+    fs = cfg.filesystem
+    return FilesystemDestination(fs.result_log_file if log_type == "result"
+                                 else fs.status_log_file)
 
 
 class FilesystemDestination(ThreadedLineWriter):

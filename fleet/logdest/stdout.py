@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from fleet.logdest.base import LogWriteError, ThreadedLineWriter
+from fleet.logdest.base import LogType, LogWriteError, ThreadedLineWriter
+
+if TYPE_CHECKING:
+    from fleet.config import Config
+
+
+def from_config(cfg: Config, log_type: LogType) -> StdoutDestination:
+    """Both streams share the one standard output; there is nothing to configure."""
+    return StdoutDestination()
 
 
 class StdoutDestination(ThreadedLineWriter):

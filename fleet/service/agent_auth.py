@@ -18,7 +18,8 @@ async def authenticate_host(ctx: ServiceContext, node_key: str) -> CachedHost:
         raise NodeInvalid("authentication error: missing node key")
     host = ctx.host_cache.get(node_key)
     if host is None:
-        row = await host_store.find_by_node_key(ctx.db, node_key)
+        async with ctx.db.connect() as conn:
+            row = await host_store.find_by_node_key(conn, node_key)
         if row is None:
             raise NodeInvalid("authentication error: invalid node key")
         host = CachedHost.from_row(row)

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import sqlalchemy as sa
-
 from fleet.core.authz import Role
 from fleet.core.errors import Conflict, ValidationFailed
+from fleet.core.users import User
 from fleet.service import secrets, sessions, users
 from fleet.service.context import ServiceContext
 from fleet.store import app_config as store
@@ -24,7 +23,7 @@ from fleet.store import users as user_store
 
 @dataclass(frozen=True)
 class SetupResult:
-    admin: sa.Row[Any]
+    admin: User
     org_info: dict[str, Any]
     server_url: str
     enroll_secret: str
@@ -58,14 +57,15 @@ async def setup(ctx: ServiceContext, admin: users.NewUser, *, org_name: str,
             raise Conflict("setup already completed")
         user_id, _ = await users.insert_new_user(ctx.cfg, conn, values, api_only=False)
         token = await sessions.create_session(ctx.cfg, conn, user_id, api_only=False)
-        secret = await secrets.ensure_global_secret_in(ctx.db, conn)
+        secret = await secrets.ensure_global_secret_in(conn)
         config = await store.get_app_config(conn)
         org_info = {"org_logo_url": "", **config.get("org_info", {}), "org_name": org_name}
         config["org_info"] = org_info
         config["server_settings"] = {**config.get("server_settings", {}),
                                      "server_url": server_url}
-        await store.save_app_config(ctx.db, conn, config)
-        row = await user_store.get_user(conn, user_id)
-    assert row is not None  # inserted above, in this transaction
-    return SetupResult(admin=row, org_info=org_info, server_url=server_url,
+        await store.save_app_config(conn, config)
+        admin_user = await user_store.get_user(conn, user_id)
+    assert admin_user is not None  # inserted above, in this transaction
+    await ctx.agent_config_changed()  # the app config agents are configured from
+    return SetupResult(admin=admin_user, org_info=org_info, server_url=server_url,
                        enroll_secret=secret, token=token)

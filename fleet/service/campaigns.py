@@ -29,6 +29,13 @@ from fleet.core.authz import (
     authorize,
     authorize_any,
 )
+from fleet.core.campaigns import (
+    STATUS_COMPLETE,
+    STATUS_RUNNING,
+    Campaign,
+    CampaignRecord,
+    Totals,
+)
 from fleet.core.errors import BadRequest, NotFound
 from fleet.service import queries as query_service
 from fleet.service.context import ServiceContext
@@ -46,40 +53,6 @@ TOTALS_REFRESH_SECONDS = 5.0
 STATUS_INTERVAL_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
-class Totals:
-    count: int
-    online: int
-    offline: int
-    missing_in_action: int
-
-
-@dataclass(frozen=True)
-class Campaign:
-    id: int
-    query_id: int
-    sql: str
-    user_id: int
-    status: int
-    created_at: dt.datetime
-    host_ids: tuple[int, ...]
-
-    def as_json(self, totals: Totals | None = None) -> dict[str, Any]:
-        t = totals or Totals(len(self.host_ids), 0, 0, 0)
-        return {
-            "id": self.id, "query_id": self.query_id, "status": self.status,
-            "user_id": self.user_id, "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.created_at),
-            "Metrics": {"TotalHosts": t.count, "OnlineHosts": t.online,
-                        "OfflineHosts": t.offline, "MissingInActionHosts": t.missing_in_action,
-                        "NewHosts": 0},
-        }
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 async def _query_sql(ctx: ServiceContext, viewer: Viewer, sql: str | None,
                      query_id: int | None) -> tuple[int, str, TeamFilter]:
     """Authorize running a saved query or new SQL; returns (query id, SQL, the hosts it may
@@ -88,8 +61,8 @@ async def _query_sql(ctx: ServiceContext, viewer: Viewer, sql: str | None,
         authorize_any(viewer, Action.RUN_SAVED_QUERIES, Subject(observer_can_run=True))
         query = await query_service.get_query(ctx, viewer, query_id)
         teams = authorize_any(viewer, Action.RUN_SAVED_QUERIES,
-                              Subject(observer_can_run=query["observer_can_run"]))
-        return query_id, query["query"], teams
+                              Subject(observer_can_run=query.observer_can_run))
+        return query_id, query.query, teams
     teams = authorize_any(viewer, Action.RUN_NEW_QUERIES)
     if not sql or not sql.strip():
         raise BadRequest("query is required", name="query")
@@ -101,13 +74,14 @@ async def create(ctx: ServiceContext, viewer: Viewer, *, sql: str | None,
                  label_ids: Sequence[int] = (), start: bool = True) -> Campaign:
     """Create a campaign for the selected hosts and labels; `start` hands it to the hosts."""
     qid, text, teams = await _query_sql(ctx, viewer, sql, query_id)
-    resolved = await store.resolve_targets(ctx.db, host_ids, label_ids, teams)
-    if not resolved:
-        raise BadRequest("no hosts targeted")
-    row = await store.create(ctx.db, query_id=qid, user_id=viewer.user_id,
-                             host_ids=list(host_ids), label_ids=list(label_ids))
-    campaign = Campaign(id=int(row.id), query_id=qid, sql=text, user_id=viewer.user_id,
-                        status=row.status, created_at=row.created_at,
+    async with ctx.db.begin() as conn:
+        resolved = await store.resolve_targets(conn, host_ids, label_ids, teams)
+        if not resolved:
+            raise BadRequest("no hosts targeted")
+        record = await store.create(conn, query_id=qid, user_id=viewer.user_id,
+                                    host_ids=list(host_ids), label_ids=list(label_ids))
+    campaign = Campaign(id=record.id, query_id=qid, sql=text, user_id=viewer.user_id,
+                        status=record.status, created_at=record.created_at,
                         host_ids=tuple(resolved))
     if start:
         await begin(ctx, campaign)
@@ -125,11 +99,12 @@ async def create_by_identifiers(ctx: ServiceContext, viewer: Viewer, *, sql: str
     # Authorize before the lookups, so unknown label names tell nobody unauthorized anything.
     teams = authorize_any(viewer, Action.RUN_SAVED_QUERIES if query_id else
                           Action.RUN_NEW_QUERIES, Subject(observer_can_run=True))
-    label_ids = await store.label_ids_by_name(ctx.db, labels) if labels else {}
-    unknown = [name for name in labels if name not in label_ids]
-    if unknown:
-        raise BadRequest(f"Invalid label name(s): {', '.join(unknown)}.")
-    host_ids = await store.host_ids_by_identifier(ctx.db, hosts, teams) if hosts else []
+    async with ctx.db.connect() as conn:
+        label_ids = await store.label_ids_by_name(conn, labels) if labels else {}
+        unknown = [name for name in labels if name not in label_ids]
+        if unknown:
+            raise BadRequest(f"Invalid label name(s): {', '.join(unknown)}.")
+        host_ids = await store.host_ids_by_identifier(conn, hosts, teams) if hosts else []
     return await create(ctx, viewer, sql=sql, query_id=query_id, host_ids=host_ids,
                         label_ids=list(label_ids.values()))
 
@@ -137,28 +112,36 @@ async def create_by_identifiers(ctx: ServiceContext, viewer: Viewer, *, sql: str
 async def totals(ctx: ServiceContext, campaign_id: int) -> Totals:
     now = utcnow()
     online = missing = count = 0
-    for f in await store.target_seen_facts(ctx.db, campaign_id):
+    async with ctx.db.connect() as conn:
+        facts = await store.target_seen_facts(conn, campaign_id)
+    for f in facts:
         count += 1
-        if hoststatus.is_online(f.seen, f.distributed_interval, f.config_tls_refresh, now):
+        if hoststatus.is_online(f.seen_time, f.distributed_interval, f.config_tls_refresh, now):
             online += 1
-        elif hoststatus.is_missing(f.seen, now):
+        elif hoststatus.is_missing(f.seen_time, now):
             missing += 1
     return Totals(count=count, online=online, offline=count - online,
                   missing_in_action=missing)
 
 
-async def load(ctx: ServiceContext, viewer: Viewer, campaign_id: int) -> Any:
-    row = await store.get(ctx.db, campaign_id)
-    if row is None:
+async def load(ctx: ServiceContext, viewer: Viewer, campaign_id: int) -> CampaignRecord:
+    async with ctx.db.connect() as conn:
+        record = await store.get(conn, campaign_id)
+    if record is None:
         raise NotFound(f"cannot find campaign for ID {campaign_id}")
-    authorize(viewer, Action.WATCH_CAMPAIGN, Subject(owner_id=row.user_id))
-    return row
+    authorize(viewer, Action.WATCH_CAMPAIGN, Subject(owner_id=record.user_id))
+    return record
+
+
+async def _set_status(ctx: ServiceContext, campaign_id: int, status: int) -> None:
+    async with ctx.db.begin() as conn:
+        await store.set_status(conn, campaign_id, status)
 
 
 async def complete(ctx: ServiceContext, campaign_id: int) -> None:
     """Stop handing the campaign to hosts and mark it complete (idempotent)."""
     await ctx.broker.live.stop_query(campaign_id)
-    await store.set_status(ctx.db, campaign_id, store.STATUS_COMPLETE)
+    await _set_status(ctx, campaign_id, STATUS_COMPLETE)
 
 
 def result_payload(campaign_id: int, host: CachedHost, rows: list[dict[str, Any]],
@@ -186,8 +169,9 @@ async def ingest_result(ctx: ServiceContext, host: CachedHost, campaign_id: int,
     if listeners > 0:
         await ctx.broker.live.query_completed_by_host(campaign_id, host.id)
         return
-    row = await store.get(ctx.db, campaign_id)
-    if row is None or utcnow() - row.created_at > LISTENER_GRACE:
+    async with ctx.db.connect() as conn:
+        record = await store.get(conn, campaign_id)
+    if record is None or utcnow() - record.created_at > LISTENER_GRACE:
         log.info("campaign %s has no listener; stopping it", campaign_id)
         await complete(ctx, campaign_id)
 
@@ -208,7 +192,7 @@ async def watch(ctx: ServiceContext, campaign_id: int) -> AsyncGenerator[Event, 
     re-read on their own clock whether or not answers keep arriving.
     """
     async with ctx.broker.bus.subscribe(results_channel(campaign_id)) as sub:
-        await store.set_status(ctx.db, campaign_id, store.STATUS_RUNNING)
+        await _set_status(ctx, campaign_id, STATUS_RUNNING)
         current = await totals(ctx, campaign_id)
         yield Event("totals", asdict(current))
         responded: set[int] = set()
@@ -271,7 +255,7 @@ async def run_sync(ctx: ServiceContext, viewer: Viewer, *, sql: str | None,
     try:
         async with ctx.broker.bus.subscribe(results_channel(campaign.id)) as sub:
             await begin(ctx, campaign)
-            await store.set_status(ctx.db, campaign.id, store.STATUS_RUNNING)
+            await _set_status(ctx, campaign.id, STATUS_RUNNING)
 
             async def collect() -> None:
                 async for raw in sub:
@@ -320,15 +304,18 @@ async def host_status(ctx: ServiceContext, viewer: Viewer, host_id: int) -> str:
     """online/offline of one host; NotFound if it does not exist or the viewer's teams do not
     hold it."""
     teams = authorize_any(viewer, Action.READ_HOSTS)
-    f = await store.host_seen_facts(ctx.db, host_id, teams)
+    async with ctx.db.connect() as conn:
+        f = await store.host_seen_facts(conn, host_id, teams)
     if f is None:
         raise NotFound(f"Host {host_id} was not found in the datastore")
-    return hoststatus.status(f.seen, f.distributed_interval, f.config_tls_refresh, utcnow())
+    return hoststatus.status(f.seen_time, f.distributed_interval, f.config_tls_refresh,
+                             utcnow())
 
 
 async def cleanup_stale(ctx: ServiceContext) -> int:
     """Complete campaigns nobody watches any more (run periodically under a leader lock)."""
-    ids = await store.stale_campaign_ids(ctx.db, utcnow())
+    async with ctx.db.connect() as conn:
+        ids = await store.stale_campaign_ids(conn, utcnow())
     for campaign_id in ids:
         await complete(ctx, campaign_id)
     return len(ids)

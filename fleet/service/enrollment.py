@@ -11,7 +11,6 @@ from typing import Any
 from fleet.core.agent_values import clean_text, describe_dropped, short
 from fleet.core.detail_queries import ingest_enroll_details
 from fleet.core.errors import NodeInvalid
-from fleet.service.agent_config import AgentConfigCache
 from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost, unix_seconds
 from fleet.store import hosts as host_store
@@ -47,7 +46,7 @@ def new_node_key(size: int) -> str:
     return base64.b64encode(secrets.token_bytes(size)).decode()
 
 
-async def enroll(ctx: ServiceContext, config: AgentConfigCache, *, enroll_secret: str,
+async def enroll(ctx: ServiceContext, *, enroll_secret: str,
                  provided_identifier: str, host_details: Mapping[str, Any]) -> str:
     """Enroll or re-enroll a host; returns its new node key. Failures are NodeInvalid.
 
@@ -55,7 +54,10 @@ async def enroll(ctx: ServiceContext, config: AgentConfigCache, *, enroll_secret
     config fetch has nothing to write, and this instance's host cache is primed with it, so
     the first check-in needs no lookup. Both matter in an enrollment storm.
     """
-    secret = await secret_store.find_secret(ctx.db, enroll_secret) if enroll_secret else None
+    secret = None
+    if enroll_secret:
+        async with ctx.db.connect() as conn:
+            secret = await secret_store.find_secret(conn, enroll_secret)
     if secret is None:
         raise NodeInvalid("enroll failed: invalid enroll secret")
     identifier = host_identifier(ctx.cfg.osquery.host_identifier, provided_identifier,
@@ -68,7 +70,8 @@ async def enroll(ctx: ServiceContext, config: AgentConfigCache, *, enroll_secret
     if any(dropped.values()):
         log.warning("enrolling host %s sent values that are not osquery column values, "
                     "dropped: %s", short(identifier), describe_dropped(dropped))
-    intervals = await config.intervals_for(ctx, vitals.get("platform", ""))
+    intervals = await ctx.agent_config.intervals_for(ctx.db, secret.team_id,
+                                                     vitals.get("platform", ""))
     values = host_store.clip({**vitals, **intervals})
     try:
         enrolled = await host_store.enroll(

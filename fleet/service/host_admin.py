@@ -5,27 +5,29 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.core.authz import Action, Subject, Viewer, authorize, authorize_any
+from fleet.core.authz import Action, Viewer, authorize, authorize_any
 from fleet.core.errors import BadRequest, NotFound
+from fleet.core.hosts import Host, HostValues
+from fleet.core.labels import Label
 from fleet.service.context import ServiceContext
 from fleet.store import host_search as store
 from fleet.store.db import utcnow
 from fleet.store.host_search import ListOptions
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostDetail:
-    host: sa.Row[Any]
-    labels: Sequence[sa.Row[Any]]
+    host: Host
+    labels: Sequence[Label]
+    now: dt.datetime  # the instant the host was read; serialize its status against it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostList:
-    hosts: Sequence[sa.Row[Any]]
+    hosts: Sequence[HostValues]
     now: dt.datetime  # the instant the status filter used; serialize statuses against it
 
 
@@ -46,25 +48,28 @@ async def count_hosts(ctx: ServiceContext, viewer: Viewer, opts: ListOptions,
                                        now=utcnow(), teams=teams)
 
 
+async def _detail(conn: AsyncConnection, viewer: Viewer, host: Host | None,
+                  missing: str) -> HostDetail:
+    """The found host, if the viewer may read it (a host of another team is a 403)."""
+    if host is None:
+        raise NotFound(missing)
+    authorize(viewer, Action.READ_HOSTS, host)
+    return HostDetail(host, await store.host_labels(conn, host.id), utcnow())
+
+
 async def get_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> HostDetail:
     authorize_any(viewer, Action.READ_HOSTS)
     async with ctx.db.connect() as conn:
-        host = await store.get_host(conn, host_id)
-        if host is None:
-            raise NotFound(f"Host with id={host_id} was not found in the datastore")
-        authorize(viewer, Action.READ_HOSTS, Subject(team_id=host.team_id))
-        return HostDetail(host, await store.host_labels(conn, host_id))
+        return await _detail(conn, viewer, await store.get_host(conn, host_id),
+                             f"Host with id={host_id} was not found in the datastore")
 
 
 async def find_host(ctx: ServiceContext, viewer: Viewer, identifier: str) -> HostDetail:
     """By hostname, uuid, hardware serial or osquery host id (the lowest id wins)."""
     authorize_any(viewer, Action.READ_HOSTS)
     async with ctx.db.connect() as conn:
-        host = await store.find_host(conn, identifier)
-        if host is None:
-            raise NotFound(f"Host with identifier={identifier} was not found in the datastore")
-        authorize(viewer, Action.READ_HOSTS, Subject(team_id=host.team_id))
-        return HostDetail(host, await store.host_labels(conn, host.id))
+        return await _detail(conn, viewer, await store.find_host(conn, identifier),
+                             f"Host with identifier={identifier} was not found in the datastore")
 
 
 async def delete_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> None:

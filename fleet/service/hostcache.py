@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,21 @@ class CachedHost:
             logger_tls_period=row.logger_tls_period,
             display_name=row.computer_name or row.hostname,
         )
+
+    def apply(self, columns: Mapping[str, Any]) -> None:
+        """Bring the entry up to date with host columns this instance just wrote."""
+        for name, value in columns.items():
+            if name in _TIMESTAMPS:
+                setattr(self, name, unix_seconds(value))
+            elif name in _COLUMNS:
+                setattr(self, name, value)
+        if "computer_name" in columns:  # system_info: it comes with the hostname
+            self.display_name = columns["computer_name"] or self.hostname
+
+
+_TIMESTAMPS = frozenset({"detail_updated_at", "label_updated_at"})
+_COLUMNS = frozenset({"hostname", "platform", "team_id", "refetch_requested",
+                      "distributed_interval", "config_tls_refresh", "logger_tls_period"})
 
 
 def unix_seconds(value: Any) -> float:

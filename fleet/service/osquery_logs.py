@@ -10,13 +10,13 @@ import orjson
 from fleet.core.agent_values import clean_json, short
 from fleet.core.errors import BadRequest, PayloadTooLarge
 from fleet.logdest import LogWriteError
-from fleet.service.agent_config import AgentConfigCache
 from fleet.service.context import ServiceContext
 
 
-async def submit_logs(ctx: ServiceContext, cache: AgentConfigCache, log_type: str,
+async def submit_logs(ctx: ServiceContext, team_id: int | None, log_type: str,
                       data: Sequence[Any]) -> None:
-    """Write one JSON line per item; a destination failure is a 413 so osquery retries."""
+    """Write one JSON line per item; a destination failure is a 413 so osquery retries.
+    Result lines are filtered by the config of the sending host's team."""
     if log_type == "status":
         lines = [_line(item) for item in data]
         destination = ctx.status_log
@@ -27,7 +27,7 @@ async def submit_logs(ctx: ServiceContext, cache: AgentConfigCache, log_type: st
             if not isinstance(item, dict) or not isinstance(item.get("name"), str) \
                     or not item["name"]:
                 continue
-            if await cache.forwards_results(ctx, item["name"]):
+            if await ctx.agent_config.forwards_results(ctx.db, team_id, item["name"]):
                 lines.append(_line(item))
         destination = ctx.result_log
     else:

@@ -2,8 +2,8 @@
 live-query campaigns run.
 
 Fields come in under Fleet's API names (`interval`, `logging`, ...) as a mapping holding only
-what the caller sent; `_columns` validates them and maps them to table columns once for
-create, modify and spec apply.
+what the caller sent; `_validated` checks them once for create, modify and spec apply (the
+store maps them to its columns). A name already taken is the store's AlreadyExists.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.core.authz import GLOBAL, Action, Subject, Viewer, authorize, authorize_any
-from fleet.core.errors import AlreadyExists, NotFound, ValidationFailed
+from fleet.core.authz import GLOBAL, Action, Viewer, authorize, authorize_any
+from fleet.core.errors import NotFound, ValidationFailed
+from fleet.core.queries import Query
 from fleet.service.context import ServiceContext
 from fleet.store import queries as store
 from fleet.store.db import utcnow
@@ -30,14 +30,13 @@ DEFAULTS: dict[str, Any] = {
     "description": "", "observer_can_run": False, "interval": 0, "platform": "",
     "min_osquery_version": "", "automations_enabled": False, "logging": "snapshot",
     "discard_data": False}
-_COLUMN = {"interval": "schedule_interval", "logging": "logging_type"}
 # Where a team could be named: only "no team" is accepted.
 _TEAM_FIELDS = {"team_id": None, "team": ""}
 
 
 @dataclass(frozen=True)
 class QueryPage:
-    queries: Sequence[sa.RowMapping]
+    queries: Sequence[Query]
     count: int
     has_next_results: bool
     has_previous_results: bool
@@ -60,28 +59,22 @@ def _check(field: str, value: Any) -> None:
                                name=field)
 
 
-def _columns(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate API-named fields; return them as column values (team fields dropped)."""
+def _validated(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Check API-named fields; return them without the team fields (global queries only)."""
     for field, value in fields.items():
         _check(field, value)
-    return {_COLUMN.get(k, k): v for k, v in fields.items() if k not in _TEAM_FIELDS}
+    return {k: v for k, v in fields.items() if k not in _TEAM_FIELDS}
 
 
 def _not_found(query_id: int) -> NotFound:
     return NotFound(f"Query with id={query_id} was not found in the datastore")
 
 
-async def _existing(conn: AsyncConnection, query_id: int) -> sa.RowMapping:
-    row = await store.get_query(conn, query_id)
-    if row is None:
+async def _existing(conn: AsyncConnection, query_id: int) -> Query:
+    query = await store.get_query(conn, query_id)
+    if query is None:
         raise _not_found(query_id)
-    return row
-
-
-async def _ensure_name_free(conn: AsyncConnection, name: str,
-                            except_id: int | None = None) -> None:
-    if await store.name_taken(conn, name, except_id=except_id):
-        raise AlreadyExists(f"a query named {name!r} already exists", name="name")
+    return query
 
 
 async def list_queries(ctx: ServiceContext, viewer: Viewer, opts: ListOptions) -> QueryPage:
@@ -95,49 +88,51 @@ async def list_queries(ctx: ServiceContext, viewer: Viewer, opts: ListOptions) -
                      has_previous_results=opts.per_page is not None and opts.page > 0)
 
 
-async def get_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> sa.RowMapping:
+async def get_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> Query:
     """Any query by id (saved or a live query's), with author_name and author_email."""
     authorize_any(viewer, Action.READ_QUERIES)
     async with ctx.db.connect() as conn:
         query = await _existing(conn, query_id)
-    authorize(viewer, Action.READ_QUERIES, Subject(team_id=query["team_id"]))
+    authorize(viewer, Action.READ_QUERIES, query)
     return query
 
 
 async def create_query(ctx: ServiceContext, viewer: Viewer,
-                       fields: Mapping[str, Any]) -> sa.RowMapping:
+                       fields: Mapping[str, Any]) -> Query:
     """A saved global query; `fields` must hold name and query, the rest defaults."""
     authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
-    values = _columns({**DEFAULTS, **fields})
+    values = _validated({**DEFAULTS, **fields})
     now = utcnow()
     async with ctx.db.begin() as conn:
-        await _ensure_name_free(conn, values["name"])
         query_id = await store.insert_query(conn, {
             **values, "created_at": now, "updated_at": now, "saved": True,
             "author_id": viewer.user_id})
-        return await _existing(conn, query_id)
+        row = await _existing(conn, query_id)
+    await ctx.agent_config_changed()
+    return row
 
 
 async def modify_query(ctx: ServiceContext, viewer: Viewer, query_id: int,
-                       fields: Mapping[str, Any]) -> sa.RowMapping:
+                       fields: Mapping[str, Any]) -> Query:
     authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
-    values = _columns(fields)
+    values = _validated(fields)
     async with ctx.db.begin() as conn:
         await _existing(conn, query_id)
-        if "name" in values:
-            await _ensure_name_free(conn, values["name"], except_id=query_id)
         if values:
             await store.update_query(conn, query_id, {**values, "updated_at": utcnow()})
-        return await _existing(conn, query_id)
+        row = await _existing(conn, query_id)
+    await ctx.agent_config_changed()
+    return row
 
 
 async def delete_query_by_name(ctx: ServiceContext, viewer: Viewer, name: str) -> None:
     authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     async with ctx.db.begin() as conn:
-        row = await store.get_saved_query_by_name(conn, name)
-        if row is None:
+        query = await store.get_saved_query_by_name(conn, name)
+        if query is None:
             raise NotFound(f"Query {name} was not found in the datastore")
-        await store.delete_queries(conn, [row["id"]])
+        await store.delete_queries(conn, [query.id])
+    await ctx.agent_config_changed()
 
 
 async def delete_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> None:
@@ -145,28 +140,31 @@ async def delete_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> No
     async with ctx.db.begin() as conn:
         if not await store.delete_queries(conn, [query_id]):
             raise _not_found(query_id)
+    await ctx.agent_config_changed()
 
 
 async def delete_queries(ctx: ServiceContext, viewer: Viewer, ids: Sequence[int]) -> int:
     """Bulk delete; returns how many of `ids` existed."""
     authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     async with ctx.db.begin() as conn:
-        return await store.delete_queries(conn, list(set(ids)))
+        deleted = await store.delete_queries(conn, list(set(ids)))
+    await ctx.agent_config_changed()
+    return deleted
 
 
-async def query_specs(ctx: ServiceContext, viewer: Viewer) -> Sequence[sa.RowMapping]:
+async def query_specs(ctx: ServiceContext, viewer: Viewer) -> Sequence[Query]:
     teams = authorize_any(viewer, Action.READ_QUERIES)
     async with ctx.db.connect() as conn:
         return await store.list_saved_queries(conn, ListOptions(order_key="name"), teams=teams)
 
 
-async def query_spec(ctx: ServiceContext, viewer: Viewer, name: str) -> sa.RowMapping:
+async def query_spec(ctx: ServiceContext, viewer: Viewer, name: str) -> Query:
     authorize(viewer, Action.READ_QUERIES, GLOBAL)
     async with ctx.db.connect() as conn:
-        row = await store.get_saved_query_by_name(conn, name)
-    if row is None:
+        query = await store.get_saved_query_by_name(conn, name)
+    if query is None:
         raise NotFound(f"Query {name} was not found in the datastore")
-    return row
+    return query
 
 
 async def apply_query_specs(ctx: ServiceContext, viewer: Viewer,
@@ -178,11 +176,12 @@ async def apply_query_specs(ctx: ServiceContext, viewer: Viewer,
     if len(set(names)) != len(names):
         raise ValidationFailed("duplicate query name in specs", name="name")
     now = utcnow()
-    rows = [{**_columns({**DEFAULTS, **spec}), "created_at": now, "updated_at": now,
-             "saved": True, "team_id": None, "team_id_char": "", "author_id": viewer.user_id}
+    rows = [{**_validated({**DEFAULTS, **spec}), "created_at": now, "updated_at": now,
+             "saved": True, "author_id": viewer.user_id}
             for spec in specs]
     async with ctx.db.begin() as conn:
-        await store.upsert_queries(ctx.db, conn, rows)
+        await store.upsert_global_queries(conn, rows)
+    await ctx.agent_config_changed()
 
 
 async def create_unsaved_query(ctx: ServiceContext, viewer: Viewer, sql: str) -> int:
@@ -194,6 +193,6 @@ async def create_unsaved_query(ctx: ServiceContext, viewer: Viewer, sql: str) ->
     name = f"distributed_{viewer.email}"[:max_chars(queries.c.name) - 20] + f"_{time.time_ns()}"
     async with ctx.db.begin() as conn:
         return await store.insert_query(conn, {
-            **_columns(DEFAULTS), "name": name,
+            **DEFAULTS, "name": name,
             "query": sql, "created_at": now, "updated_at": now, "saved": False,
             "author_id": viewer.user_id})

@@ -11,16 +11,15 @@ import re
 import secrets
 import string
 from collections.abc import Sequence
-from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleet.core.authz import GLOBAL, Action, Viewer, authorize
 from fleet.core.errors import Conflict, ValidationFailed
+from fleet.core.secrets import EnrollSecret
 from fleet.service.context import ServiceContext
 from fleet.store import secrets as store
-from fleet.store.db import Database, utcnow
+from fleet.store.db import utcnow
 
 MAX_SECRETS = 50
 # Alphanumeric plus the characters of base64/URL-safe tokens, which people paste as secrets.
@@ -44,14 +43,14 @@ def _validate(values: Sequence[str]) -> None:
         raise ValidationFailed("duplicate enroll secret", name="secret")
 
 
-async def _add_global(db: Database, conn: AsyncConnection, values: Sequence[str]) -> None:
+async def _add_global(conn: AsyncConnection, values: Sequence[str]) -> None:
     taken = await store.team_secrets_among(conn, values)
     if taken:
         raise Conflict(f"enroll secret already used by a team: {taken[0]}", name="secret")
-    await store.add_global_secrets(db, conn, values, utcnow())
+    await store.add_global_secrets(conn, values, utcnow())
 
 
-async def get_global_secrets(ctx: ServiceContext, viewer: Viewer) -> Sequence[sa.Row[Any]]:
+async def get_global_secrets(ctx: ServiceContext, viewer: Viewer) -> Sequence[EnrollSecret]:
     authorize(viewer, Action.READ_SECRETS, GLOBAL)
     async with ctx.db.connect() as conn:
         return await store.list_global_secrets(conn)
@@ -64,19 +63,18 @@ async def apply_global_secrets(ctx: ServiceContext, viewer: Viewer,
     _validate(values)
     async with ctx.db.begin() as conn:
         await store.delete_global_secrets_except(conn, values)
-        await _add_global(ctx.db, conn, values)
+        await _add_global(conn, values)
 
 
-async def ensure_global_secret_in(db: Database, conn: AsyncConnection,
-                                  secret: str | None = None) -> str:
+async def ensure_global_secret_in(conn: AsyncConnection, secret: str | None = None) -> str:
     """`ensure_global_secret` inside the caller's transaction."""
     if secret is None:
         existing = await store.list_global_secrets(conn)
         if existing:
-            return str(existing[0].secret)
+            return existing[0].secret
         secret = random_secret()
     _validate([secret])
-    await _add_global(db, conn, [secret])
+    await _add_global(conn, [secret])
     return secret
 
 
@@ -84,4 +82,4 @@ async def ensure_global_secret(ctx: ServiceContext, secret: str | None = None) -
     """Internal (no viewer; not for transports): with `secret`, make sure it is a global
     enroll secret; without, return the oldest global secret, creating a random one if none."""
     async with ctx.db.begin() as conn:
-        return await ensure_global_secret_in(ctx.db, conn, secret)
+        return await ensure_global_secret_in(conn, secret)

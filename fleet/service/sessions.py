@@ -14,16 +14,15 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
-from typing import Any
 
 import bcrypt
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleet.broker import BrokerUnavailable
 from fleet.config import Config
-from fleet.core.authz import Role, Viewer
+from fleet.core.authz import Viewer
 from fleet.core.errors import AuthenticationFailed, RateLimited, ServiceUnavailable
+from fleet.core.users import User
 from fleet.service.context import ServiceContext
 from fleet.store import sessions as session_store
 from fleet.store import users as user_store
@@ -109,8 +108,8 @@ async def create_session(cfg: Config, conn: AsyncConnection, user_id: int, *,
 
 
 async def login(ctx: ServiceContext, email: str, password: str, *,
-                client_ip: str) -> tuple[sa.Row[Any], str]:
-    """Check the credentials and open a session: (user row, token). The same error for an
+                client_ip: str) -> tuple[User, str]:
+    """Check the credentials and open a session: (user, token). The same error for an
     unknown email and a wrong password; every attempt counts against the email+IP bucket."""
     try:
         await _count_login_attempt(ctx, email, client_ip)
@@ -118,12 +117,13 @@ async def login(ctx: ServiceContext, email: str, password: str, *,
         _log_failed_login(email, client_ip, "too many attempts")
         raise
     async with ctx.db.connect() as conn:
-        user = await user_store.get_user_by_email(conn, email)
-    if user is None or not user.enabled:
+        found = await user_store.get_login(conn, email)
+    if found is None or not found[0].enabled:
         await _burn_password_check(ctx.cfg, password)
-        _log_failed_login(email, client_ip, "no such user" if user is None else "user disabled")
+        _log_failed_login(email, client_ip, "no such user" if found is None else "user disabled")
         raise AuthenticationFailed(_FAILED)
-    if not await verify_password(password, user.password):
+    user, hashed = found
+    if not await verify_password(password, hashed):
         _log_failed_login(email, client_ip, "wrong password")
         raise AuthenticationFailed(_FAILED)
     async with ctx.db.begin() as conn:
@@ -143,21 +143,23 @@ async def authenticate(ctx: ServiceContext, token: str) -> Viewer:
         raise AuthenticationFailed(_FAILED)
     now = utcnow()
     async with ctx.db.connect() as conn:
-        row = await session_store.find_session(conn, _digest(token))
-        if row is None or not row.enabled:
+        session = await session_store.find_session(conn, _digest(token))
+        if session is None or not session.user.enabled:
             raise AuthenticationFailed(_FAILED)
+        user = session.user
         duration = dt.timedelta(seconds=ctx.cfg.session.duration)
-        if not row.api_only and row.accessed_at + duration <= now:
-            await session_store.delete_session(conn, row.id)
+        if not user.api_only and session.accessed_at + duration <= now:
+            await session_store.delete_session(conn, session.id)
             await conn.commit()
             raise AuthenticationFailed(_FAILED)
-        if now - row.accessed_at >= ACCESS_WRITE_INTERVAL:
+        if now - session.accessed_at >= ACCESS_WRITE_INTERVAL:
             await session_store.touch_session(
-                conn, row.id, now=now, expires_at=_expiry(ctx.cfg, now, api_only=row.api_only))
+                conn, session.id, now=now,
+                expires_at=_expiry(ctx.cfg, now, api_only=user.api_only))
             await conn.commit()
-    role = Role(row.global_role) if row.global_role else None
-    return Viewer(user_id=row.user_id, email=row.email, name=row.name, global_role=role,
-                  session_id=row.id, must_reset_password=bool(row.force_password_reset))
+    return Viewer(user_id=user.id, email=user.email, name=user.name,
+                  global_role=user.global_role, session_id=session.id,
+                  must_reset_password=user.force_password_reset)
 
 
 async def cleanup_expired(ctx: ServiceContext) -> int:

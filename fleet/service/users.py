@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleet.config import Config
@@ -27,12 +26,8 @@ from fleet.core.authz import (
     authorize,
     authorize_any,
 )
-from fleet.core.errors import (
-    AlreadyExists,
-    BadRequest,
-    NotFound,
-    ValidationFailed,
-)
+from fleet.core.errors import BadRequest, NotFound, ValidationFailed
+from fleet.core.users import User
 from fleet.service import sessions
 from fleet.service.context import ServiceContext
 from fleet.store import sessions as session_store
@@ -109,17 +104,16 @@ async def new_user_values(cfg: Config, new: NewUser) -> dict[str, Any]:
 
 async def insert_new_user(cfg: Config, conn: AsyncConnection,
                           values: dict[str, Any], *, api_only: bool) -> tuple[int, str | None]:
-    """Insert a validated user in the caller's transaction; a token if API-only."""
-    if await store.get_user_by_email(conn, values["email"]) is not None:
-        raise AlreadyExists(f"a user with email {values['email']} already exists", name="email")
+    """Insert a validated user in the caller's transaction; a token if API-only.
+    AlreadyExists if the email is taken."""
     user_id = await store.insert_user(conn, values)
     token = await sessions.create_session(cfg, conn, user_id, api_only=True) if api_only else None
     return user_id, token
 
 
 async def create_user(ctx: ServiceContext, viewer: Viewer,
-                      new: NewUser) -> tuple[sa.Row[Any], str | None]:
-    """Admin-created user: (row, token), the token only for API-only users."""
+                      new: NewUser) -> tuple[User, str | None]:
+    """Admin-created user: (user, token), the token only for API-only users."""
     authorize(viewer, Action.WRITE_USERS, GLOBAL)
     values = await new_user_values(ctx.cfg, new)
     async with ctx.db.begin() as conn:
@@ -127,28 +121,39 @@ async def create_user(ctx: ServiceContext, viewer: Viewer,
         return await _existing(conn, user_id), token
 
 
-async def _existing(conn: AsyncConnection, user_id: int) -> sa.Row[Any]:
-    row = await store.get_user(conn, user_id)
-    if row is None:
-        raise NotFound(f"User with id={user_id} was not found in the datastore")
-    return row
+def _not_found(user_id: int) -> NotFound:
+    return NotFound(f"User with id={user_id} was not found in the datastore")
 
 
-async def get_user(ctx: ServiceContext, viewer: Viewer, user_id: int) -> sa.Row[Any]:
+async def _existing(conn: AsyncConnection, user_id: int) -> User:
+    user = await store.get_user(conn, user_id)
+    if user is None:
+        raise _not_found(user_id)
+    return user
+
+
+async def _password_hash(conn: AsyncConnection, user_id: int) -> bytes:
+    hashed = await store.password_hash(conn, user_id)
+    if hashed is None:
+        raise _not_found(user_id)
+    return hashed
+
+
+async def get_user(ctx: ServiceContext, viewer: Viewer, user_id: int) -> User:
     authorize(viewer, Action.READ_USERS, Subject(owner_id=user_id))
     async with ctx.db.connect() as conn:
         return await _existing(conn, user_id)
 
 
 async def list_users(ctx: ServiceContext, viewer: Viewer,
-                     opts: ListOptions) -> Sequence[sa.Row[Any]]:
+                     opts: ListOptions) -> Sequence[User]:
     teams = authorize_any(viewer, Action.READ_USERS)
     async with ctx.db.connect() as conn:
         return await store.list_users(conn, opts, teams=teams)
 
 
 async def modify_user(ctx: ServiceContext, viewer: Viewer, user_id: int,
-                      changes: UserChanges) -> sa.Row[Any]:
+                      changes: UserChanges) -> User:
     authorize(viewer, Action.WRITE_USERS, Subject(owner_id=user_id))
     if changes.global_role is not None:
         authorize(viewer, Action.WRITE_USERS, GLOBAL, "only admins can change roles")
@@ -160,11 +165,14 @@ async def modify_user(ctx: ServiceContext, viewer: Viewer, user_id: int,
         validate_password(changes.new_password, "new_password")
     async with ctx.db.connect() as conn:
         current = await _existing(conn, user_id)
+        email_changes = changes.email is not None and changes.email != current.email
+        needs_password = viewer.user_id == user_id and (
+            email_changes or changes.new_password is not None)
+        hashed = await _password_hash(conn, user_id) if needs_password else None
     values: dict[str, Any] = {k: v for k, v in (("name", changes.name),
                                                 ("position", changes.position)) if v is not None}
-    email_changes = changes.email is not None and changes.email != current.email
-    if viewer.user_id == user_id and (email_changes or changes.new_password is not None):
-        await _check_current_password(changes.password, current.password)
+    if hashed is not None:
+        await _check_current_password(changes.password, hashed)
     if email_changes:
         values["email"] = changes.email
     if changes.new_password is not None:
@@ -172,14 +180,9 @@ async def modify_user(ctx: ServiceContext, viewer: Viewer, user_id: int,
     if changes.global_role is not None:
         values["global_role"] = changes.global_role.value
     async with ctx.db.begin() as conn:
-        if email_changes:
-            other = await store.get_user_by_email(conn, changes.email or "")
-            if other is not None and other.id != user_id:
-                raise AlreadyExists(f"a user with email {changes.email} already exists",
-                                    name="email")
         if current.global_role == Role.ADMIN and values.get("global_role", "admin") != "admin":
             await _ensure_another_admin(conn)
-        if values:
+        if values:  # AlreadyExists if the new email is taken
             await store.update_user(conn, user_id, {**values, "updated_at": utcnow()})
         if "password" in values:  # a new password logs out every other session
             keep = viewer.session_id if viewer.user_id == user_id else None
@@ -211,14 +214,14 @@ async def delete_user(ctx: ServiceContext, viewer: Viewer, user_id: int) -> None
 
 
 async def perform_required_password_reset(ctx: ServiceContext, viewer: Viewer,
-                                          new_password: str) -> sa.Row[Any]:
+                                          new_password: str) -> User:
     """Set the new password an admin required; the current session stays logged in."""
     if not viewer.must_reset_password:
         raise BadRequest("user does not require password reset")
     validate_password(new_password, "new_password")
     async with ctx.db.connect() as conn:
-        current = await _existing(conn, viewer.user_id)
-    if await sessions.verify_password(new_password, current.password):
+        hashed = await _password_hash(conn, viewer.user_id)
+    if await sessions.verify_password(new_password, hashed):
         raise ValidationFailed("cannot reuse old password", name="new_password")
     hashed = await sessions.hash_password(ctx.cfg, new_password)
     async with ctx.db.begin() as conn:
@@ -229,7 +232,7 @@ async def perform_required_password_reset(ctx: ServiceContext, viewer: Viewer,
 
 
 async def require_password_reset(ctx: ServiceContext, viewer: Viewer, user_id: int,
-                                 require: bool) -> sa.Row[Any]:
+                                 require: bool) -> User:
     """Admins flag (or unflag) a user; flagging logs them out everywhere."""
     authorize(viewer, Action.WRITE_USERS, GLOBAL)
     async with ctx.db.begin() as conn:

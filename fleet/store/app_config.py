@@ -9,7 +9,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.store.db import Database
+from fleet.store.db import upsert
 from fleet.store.schema import app_config
 
 _ROW_ID = 1
@@ -23,6 +23,6 @@ async def get_app_config(conn: AsyncConnection) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-async def save_app_config(db: Database, conn: AsyncConnection, value: dict[str, Any]) -> None:
-    await db.upsert(conn, app_config, [{"id": _ROW_ID, "json_value": orjson.dumps(value).decode()}],
-                    keys=["id"], update=["json_value"])
+async def save_app_config(conn: AsyncConnection, value: dict[str, Any]) -> None:
+    await upsert(conn, app_config, [{"id": _ROW_ID, "json_value": orjson.dumps(value).decode()}],
+                 keys=["id"], update=["json_value"])

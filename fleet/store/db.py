@@ -1,7 +1,9 @@
 """Database handle: one async engine for SQLite (embedded) or MySQL/MariaDB (production).
 
-Dialect differences the rest of the store needs (upserts) are hidden behind small helpers
-here, so the domain modules read the same on both backends.
+Dialect differences the rest of the store needs (upserts, insert-ignore, which error is a
+duplicate key) are hidden behind small helpers here that read the dialect off the
+connection, so the domain modules read the same on both backends and a store function needs
+nothing but the connection its caller opened (the rule is in `fleet/store/__init__.py`).
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import asyncio
 import datetime as dt
 import functools
 import os
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +32,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from fleet.config import Config
+from fleet.core.errors import FleetError
 
 
 def utcnow() -> dt.datetime:
@@ -58,10 +62,14 @@ def driver_error(exc: BaseException) -> BaseException:
 
 
 class Database:
-    """The async engine plus the dialect-specific helpers of the store."""
+    """The async engine, with a FIFO write queue on SQLite and a statement counter."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, health_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
+        # Health checks get their own connection: under load the main pool is busy with
+        # agent work, and a probe waiting for a pooled connection would report a healthy
+        # database as unreachable (or answer after the load balancer gave up).
+        self.health_engine = health_engine or engine
         self.dialect = engine.dialect.name  # "sqlite" or "mysql"
         # Every statement sent to the database is counted: tests use it to prove that the
         # agent hot path runs no SQL, and it is cheap enough to keep on in production.
@@ -98,31 +106,67 @@ class Database:
 
     async def ping(self) -> None:
         try:
-            async with self.engine.connect() as conn:
+            async with self.health_engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
         except Exception as exc:  # any driver error means "not healthy"
             raise DatabaseUnavailable(str(exc)) from exc
 
     async def close(self) -> None:
         await self.engine.dispose()
-
-    def insert_ignore(self, table: sa.Table) -> Any:
-        """INSERT that silently skips rows whose key already exists."""
-        return insert_ignore(self.dialect, table)
+        if self.health_engine is not self.engine:
+            await self.health_engine.dispose()
 
     async def upsert(self, conn: AsyncConnection, table: sa.Table,
                      rows: Sequence[dict[str, Any]], keys: Sequence[str],
                      update: Sequence[str]) -> None:
-        """Insert rows, or update the `update` columns of rows whose `keys` already exist."""
-        if rows:
-            await conn.execute(_upsert(self.dialect, table, tuple(keys), tuple(update)),
-                               list(rows))
+        """`upsert` for the agent-path store (`store/hosts.py`), which still passes the
+        Database along; new code calls the module function with its connection."""
+        await upsert(conn, table, rows, keys, update)
+
+
+async def upsert(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]],
+                 keys: Sequence[str], update: Sequence[str]) -> None:
+    """Insert rows, or update the `update` columns of rows whose `keys` already exist."""
+    if rows:
+        await conn.execute(_upsert(conn.dialect.name, table, tuple(keys), tuple(update)),
+                           list(rows))
 
 
 def insert_ignore(dialect: str, table: sa.Table) -> Any:
+    """INSERT that silently skips rows whose key already exists (`dialect`: the
+    connection's `conn.dialect.name`; a string so the statement can be built ahead)."""
     if dialect == "mysql":
         return mysql.insert(table).prefix_with("IGNORE")
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+# MySQL ER_DUP_ENTRY and ER_DUP_ENTRY_WITH_KEY_NAME; SQLite's extended result codes.
+_MYSQL_DUPLICATE = (1062, 1586)
+_SQLITE_DUPLICATE = (sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+
+
+def is_duplicate_key(exc: BaseException) -> bool:
+    """Whether `exc` is a unique or primary key violation (by error code, on both
+    dialects), as opposed to another constraint (a foreign key, NOT NULL)."""
+    if not isinstance(exc, IntegrityError):
+        return False
+    orig = driver_error(exc)
+    if isinstance(orig, sqlite3.IntegrityError):
+        return getattr(orig, "sqlite_errorcode", None) in _SQLITE_DUPLICATE
+    return mysql_error_code(exc) in _MYSQL_DUPLICATE
+
+
+@contextmanager
+def duplicate_raises(error: FleetError) -> Iterator[None]:
+    """Translate a duplicate key raised inside the block into `error` (e.g. AlreadyExists
+    naming the field): the store function knows which key can clash, the transport does
+    not have to guess it from driver messages."""
+    try:
+        yield
+    except IntegrityError as exc:
+        if is_duplicate_key(exc):
+            raise error from None
+        raise
 
 
 @functools.cache
@@ -199,7 +243,15 @@ def create_database(cfg: Config) -> Database:
             url, pool_size=max(idle, 1), max_overflow=max(cfg.mysql.max_open_conns - idle, 0),
             pool_recycle=cfg.mysql.conn_max_lifetime or -1)
         _ping_when_idle(engine)
-    return Database(engine)
+    # One connection, checked before use: a probe after a database restart reconnects
+    # instead of failing once on the connection the restart cut.
+    health = create_async_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True,
+                                 pool_timeout=HEALTH_POOL_TIMEOUT)
+    return Database(engine, health)
+
+
+# Probes that overlap (a load balancer per zone, say) wait this long for the one connection.
+HEALTH_POOL_TIMEOUT = 2.0
 
 
 # A pooled connection unused for this long is pinged before use.

@@ -1,6 +1,10 @@
 """Read side of hosts (list, count, get, search) plus host deletion, and the listing helpers
 (pagination, ordering, text search) every list endpoint shares.
 
+Hosts come out as `fleet.core.hosts.Host` (lists as `HostValues` tuples, the fast path for
+100k-host lists), selected column by column from the type's fields, so a column added to
+`hosts` stays internal and the node key never leaves the store through this module.
+
 Status filters are computed in SQL, mirroring `fleet.core.hoststatus`, so that pagination stays
 exact and no host rows are pulled into Python just to be filtered out. The one dialect-specific
 piece, "seconds between two timestamps", is a small compiled construct.
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +27,8 @@ from sqlalchemy.sql.functions import FunctionElement
 from fleet.core import hoststatus
 from fleet.core.authz import TeamFilter
 from fleet.core.errors import BadRequest
+from fleet.core.hosts import HOST_FIELDS, Host, HostValues
+from fleet.core.labels import Label
 from fleet.store.schema import INT64_MAX, TS, host_seen_times, hosts, label_membership, labels
 
 # ----------------------------------------------------------------------------------------------
@@ -124,11 +130,8 @@ def _seconds_between_sqlite(element: seconds_between, compiler: SQLCompiler, **k
 
 SEEN_TIME = sa.func.coalesce(host_seen_times.c.seen_time, hosts.c.created_at)
 _FROM = hosts.outerjoin(host_seen_times, host_seen_times.c.host_id == hosts.c.id)
-# node_key is a credential: it never leaves the store through this module.
-_COLUMNS = [c for c in hosts.c if c.name != "node_key"]
-# Plain-str names of the columns host rows carry, in order (dict(zip(HOST_FIELDS, row)) is
-# the fast way to turn thousands of rows into JSON objects).
-HOST_FIELDS = (*(str(c.name) for c in _COLUMNS), "seen_time")
+# The columns of a Host, in its field order (seen_time comes from its own table).
+_COLUMNS = [hosts.c[name] for name in HOST_FIELDS if name != "seen_time"]
 HOST_SORTABLE: dict[str, ColumnElement[Any]] = {c.name: c for c in _COLUMNS}
 HOST_SORTABLE["seen_time"] = SEEN_TIME
 _SEARCHED = (hosts.c.hostname, hosts.c.uuid, hosts.c.hardware_serial, hosts.c.primary_ip)
@@ -166,11 +169,16 @@ def _select_hosts() -> sa.Select[Any]:
     return sa.select(*_COLUMNS, SEEN_TIME.label("seen_time")).select_from(_FROM)
 
 
+async def _hosts(conn: AsyncConnection, stmt: sa.Select[Any]) -> list[Host]:
+    return [Host(*row) for row in await conn.execute(stmt)]
+
+
 async def list_hosts(conn: AsyncConnection, opts: ListOptions, *, status: str | None,
-                     now: dt.datetime, teams: TeamFilter) -> Sequence[sa.Row[Any]]:
+                     now: dt.datetime, teams: TeamFilter) -> list[HostValues]:
+    """Hosts as `HostValues` tuples (the fast path: lists may hold every host)."""
     stmt = _select_hosts().where(*_filters(opts, status, now, teams))
     stmt = apply_list_options(stmt, opts, HOST_SORTABLE, hosts.c.id)
-    return (await conn.execute(stmt)).all()
+    return [tuple(row) for row in await conn.execute(stmt)]
 
 
 def _source_and_filters(opts: ListOptions, status: str | None, label_id: int | None,
@@ -202,8 +210,9 @@ async def matching_host_ids(conn: AsyncConnection, *, query: str, status: str | 
     return list((await conn.execute(stmt)).scalars())
 
 
-async def get_host(conn: AsyncConnection, host_id: int) -> sa.Row[Any] | None:
-    return (await conn.execute(_select_hosts().where(hosts.c.id == host_id))).first()
+async def get_host(conn: AsyncConnection, host_id: int) -> Host | None:
+    found = await _hosts(conn, _select_hosts().where(hosts.c.id == host_id))
+    return found[0] if found else None
 
 
 def identified_by(identifiers: Sequence[str]) -> sa.ColumnElement[bool]:
@@ -214,16 +223,21 @@ def identified_by(identifiers: Sequence[str]) -> sa.ColumnElement[bool]:
                   hosts.c.hardware_serial.in_(ids), hosts.c.osquery_host_id.in_(ids))
 
 
-async def find_host(conn: AsyncConnection, identifier: str) -> sa.Row[Any] | None:
+async def find_host(conn: AsyncConnection, identifier: str) -> Host | None:
     """The first host (lowest id) whose hostname, uuid, serial or osquery host id matches."""
     stmt = _select_hosts().where(identified_by([identifier])).order_by(hosts.c.id).limit(1)
-    return (await conn.execute(stmt)).first()
+    found = await _hosts(conn, stmt)
+    return found[0] if found else None
 
 
-async def host_labels(conn: AsyncConnection, host_id: int) -> Sequence[sa.Row[Any]]:
-    stmt = (sa.select(labels).join(label_membership, label_membership.c.label_id == labels.c.id)
+_LABEL_COLUMNS = [labels.c[f.name] for f in fields(Label)]
+
+
+async def host_labels(conn: AsyncConnection, host_id: int) -> list[Label]:
+    stmt = (sa.select(*_LABEL_COLUMNS)
+            .join(label_membership, label_membership.c.label_id == labels.c.id)
             .where(label_membership.c.host_id == host_id).order_by(labels.c.id))
-    return (await conn.execute(stmt)).all()
+    return [Label(*row) for row in await conn.execute(stmt)]
 
 
 # Ids per DELETE ... IN (...): far below SQLite's variable limit and MySQL's packet size.

@@ -1,6 +1,8 @@
 """Host rows as the agent endpoints write them: enrollment, vitals, intervals, seen times.
 
 The read side used by the REST API (listing, filtering, deleting) is in `host_search.py`.
+Functions take the caller's connection; `enroll` and `mark_seen` open their own transaction
+(the hot-path exceptions listed in `fleet/service/__init__.py`).
 """
 
 from __future__ import annotations
@@ -8,14 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleet.store.db import Database, insert_ignore, utcnow
-from fleet.store.schema import host_seen_times, hosts, label_membership, labels, max_int
+from fleet.store.schema import host_seen_times, hosts, label_membership, labels, max_int, metadata
 
 # Fleet's "never": timestamps that make every refresh due at the first check-in.
 NEVER = dt.datetime(1970, 1, 2)
@@ -76,9 +79,8 @@ def _all_hosts_membership(dialect: str) -> Any:
         ["label_id", "host_id", "created_at"], member)
 
 
-async def find_by_node_key(db: Database, node_key: str) -> Any | None:
-    async with db.connect() as conn:
-        return (await conn.execute(_BY_NODE_KEY, {"b_node_key": node_key})).first()
+async def find_by_node_key(conn: AsyncConnection, node_key: str) -> Any | None:
+    return (await conn.execute(_BY_NODE_KEY, {"b_node_key": node_key})).first()
 
 
 class Enrolled(NamedTuple):
@@ -94,12 +96,13 @@ async def enroll(db: Database, *, osquery_host_id: str, node_key: str, team_id: 
     to width by `clip` (the caller also caches them, so it clips once). A concurrent
     first enrollment of the same identifier loses the INSERT race and is retried as a
     re-enrollment, so two racing agents never produce two rows; a transaction the database
-    chose as a deadlock victim is retried the same way.
+    chose as a deadlock victim is retried the same way. That retry loop is why this function
+    owns its transaction (a hot-path exception to the rule).
     """
     for attempt in range(ENROLL_ATTEMPTS):
         try:
             async with db.begin() as conn:
-                return await _enroll_tx(conn, db, osquery_host_id, node_key, team_id,
+                return await _enroll_tx(conn, osquery_host_id, node_key, team_id,
                                         cooldown_seconds, values)
         except (IntegrityError, OperationalError) as exc:
             if attempt == ENROLL_ATTEMPTS - 1 or not db.is_retryable(exc):
@@ -107,7 +110,7 @@ async def enroll(db: Database, *, osquery_host_id: str, node_key: str, team_id: 
     raise AssertionError("unreachable")
 
 
-async def _enroll_tx(conn: Any, db: Database, osquery_host_id: str, node_key: str,
+async def _enroll_tx(conn: AsyncConnection, osquery_host_id: str, node_key: str,
                      team_id: int | None, cooldown_seconds: float,
                      values: Mapping[str, Any]) -> Enrolled:
     now = utcnow()
@@ -128,19 +131,42 @@ async def _enroll_tx(conn: Any, db: Database, osquery_host_id: str, node_key: st
         "team_id": team_id, "created_at": now, "updated_at": now,
         "detail_updated_at": NEVER, "label_updated_at": NEVER, "policy_updated_at": NEVER,
         "last_enrolled_at": now, "refetch_requested": False})
-    host_id = int(result.inserted_primary_key[0])
-    await conn.execute(_all_hosts_membership(db.dialect), {"b_host_id": host_id, "b_now": now})
+    key = result.inserted_primary_key
+    assert key is not None  # a one-row INSERT
+    host_id = int(key[0])
+    await conn.execute(_all_hosts_membership(conn.dialect.name),
+                       {"b_host_id": host_id, "b_now": now})
     return Enrolled(host_id, True)
 
 
-async def update_host(db: Database, host_id: int, values: Mapping[str, Any]) -> None:
+async def update_host(conn: AsyncConnection, host_id: int, values: Mapping[str, Any]) -> None:
     """Write changed host columns (vitals, intervals, refresh timestamps) in one UPDATE."""
-    async with db.begin() as conn:
-        await conn.execute(_UPDATE, {**clip(values), "updated_at": utcnow(), "b_id": host_id})
+    await conn.execute(_UPDATE, {**clip(values), "updated_at": utcnow(), "b_id": host_id})
+
+
+class HostTables:
+    """One host's rows in the tables a direct ingest owns, written in the caller's
+    transaction (implements `core.detail_queries.HostTables`)."""
+
+    def __init__(self, conn: AsyncConnection, host_id: int) -> None:
+        self._conn = conn
+        self._host_id = host_id
+
+    async def replace_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        child = metadata.tables.get(table)
+        if child is None or table == hosts.name or "host_id" not in child.c:
+            raise ValueError(f"{table!r} is not a table of host rows")
+        await self._conn.execute(child.delete().where(child.c.host_id == self._host_id))
+        if rows:
+            await self._conn.execute(child.insert(),
+                                     [{**row, "host_id": self._host_id} for row in rows])
 
 
 async def mark_seen(db: Database, host_ids: Iterable[int], seen: dt.datetime) -> None:
-    """Upsert the seen time of many hosts in one statement (the batched check-in write)."""
+    """Upsert the seen time of many hosts in one statement (the batched check-in write).
+
+    The seen-time flush has no caller transaction to join: it owns its own (a hot-path
+    exception to the rule)."""
     rows = [{"host_id": h, "seen_time": seen} for h in host_ids]
     async with db.begin() as conn:
         for i in range(0, len(rows), SEEN_BATCH):

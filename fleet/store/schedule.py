@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.store.db import Database
 from fleet.store.schema import queries
 
 
-async def global_scheduled_queries(db: Database) -> list[Any]:
+async def global_scheduled_queries(conn: AsyncConnection) -> list[Any]:
     """Fleet's ListScheduledQueriesForAgents for global queries.
 
     Saved, with an interval, and either sending results to the log destination
@@ -26,13 +26,11 @@ async def global_scheduled_queries(db: Database) -> list[Any]:
                sa.and_(queries.c.discard_data.is_(False),
                        queries.c.logging_type == "snapshot")),
     ).order_by(queries.c.name)
-    async with db.connect() as conn:
-        return list((await conn.execute(stmt)).all())
+    return list((await conn.execute(stmt)).all())
 
 
-async def global_query_automations(db: Database) -> dict[str, bool]:
+async def global_query_automations(conn: AsyncConnection) -> dict[str, bool]:
     """Every global saved query's name -> automations_enabled (decides log forwarding)."""
     stmt = sa.select(queries.c.name, queries.c.automations_enabled).where(
         queries.c.team_id.is_(None), queries.c.saved.is_(True))
-    async with db.connect() as conn:
-        return {r.name: bool(r.automations_enabled) for r in await conn.execute(stmt)}
+    return {r.name: bool(r.automations_enabled) for r in await conn.execute(stmt)}

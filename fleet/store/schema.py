@@ -203,3 +203,31 @@ distributed_query_campaign_targets = sa.Table(
     sa.Column("target_id", ID, nullable=False),
     sa.Index("idx_campaign_targets_campaign", "distributed_query_campaign_id"),
 )
+
+# Fleet's schedule locks: one row per lock name, held by `owner` (a process's random
+# instance id) until `expires_at`. Taken by extending one's own row, stealing an expired
+# one, or inserting the first; released by setting `expires_at` to now.
+locks = sa.Table(
+    "locks", metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("name", _str(), nullable=False, unique=True),
+    sa.Column("owner", _str(), nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
+)
+
+# Fleet's run history of named schedules. `stats_type` is scheduled or triggered; `status`
+# pending (queued or running), completed, expired (its instance died) or canceled (its
+# instance shut down). `instance` is "" while a triggered run waits for a lock holder.
+# `errors` is a JSON object {job name: error} or NULL.
+cron_stats = sa.Table(
+    "cron_stats", metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("name", _str(), nullable=False),
+    sa.Column("instance", _str(), nullable=False),
+    sa.Column("stats_type", _str(64), nullable=False),
+    sa.Column("status", _str(64), nullable=False),
+    sa.Column("errors", TEXT, nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Index("idx_cron_stats_name_created_at", "name", "created_at"),
+)

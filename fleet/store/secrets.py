@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.store.db import Database
+from fleet.core.secrets import EnrollSecret
+from fleet.store.db import insert_ignore
 from fleet.store.schema import enroll_secrets
 
-_FIND_SECRET = sa.select(enroll_secrets.c.secret, enroll_secrets.c.team_id).where(
+_FIND_SECRET = sa.select(enroll_secrets.c.secret, enroll_secrets.c.team_id,
+                         enroll_secrets.c.created_at).where(
     enroll_secrets.c.secret == sa.bindparam("b_secret"))
 
 
-async def find_secret(db: Database, secret: str) -> sa.Row[Any] | None:
-    """The (secret, team_id) row for an enrolling agent's secret, or None if unknown."""
-    async with db.connect() as conn:
-        return (await conn.execute(_FIND_SECRET, {"b_secret": secret})).first()
+async def find_secret(conn: AsyncConnection, secret: str) -> EnrollSecret | None:
+    """The enrolling agent's secret, or None if unknown."""
+    row = (await conn.execute(_FIND_SECRET, {"b_secret": secret})).first()
+    return None if row is None else EnrollSecret(*row)
 
 
-async def list_global_secrets(conn: AsyncConnection) -> Sequence[sa.Row[Any]]:
-    stmt = (sa.select(enroll_secrets).where(enroll_secrets.c.team_id.is_(None))
+async def list_global_secrets(conn: AsyncConnection) -> list[EnrollSecret]:
+    stmt = (sa.select(enroll_secrets.c.secret, enroll_secrets.c.team_id,
+                      enroll_secrets.c.created_at)
+            .where(enroll_secrets.c.team_id.is_(None))
             .order_by(enroll_secrets.c.created_at, enroll_secrets.c.secret))
-    return (await conn.execute(stmt)).all()
+    return [EnrollSecret(*row) for row in await conn.execute(stmt)]
 
 
 async def team_secrets_among(conn: AsyncConnection, secrets: Sequence[str]) -> list[str]:
@@ -37,11 +40,11 @@ async def team_secrets_among(conn: AsyncConnection, secrets: Sequence[str]) -> l
     return list((await conn.execute(stmt)).scalars())
 
 
-async def add_global_secrets(db: Database, conn: AsyncConnection, secrets: Sequence[str],
+async def add_global_secrets(conn: AsyncConnection, secrets: Sequence[str],
                              now: dt.datetime) -> None:
     """Insert the secrets that do not exist yet; existing ones keep their created_at."""
     if secrets:
-        await conn.execute(db.insert_ignore(enroll_secrets),
+        await conn.execute(insert_ignore(conn.dialect.name, enroll_secrets),
                            [{"secret": s, "team_id": None, "created_at": now} for s in secrets])
 
 

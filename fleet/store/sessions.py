@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleet.core.users import Session
+from fleet.store import users as user_store
 from fleet.store.schema import sessions, users
+
+_FIND = (sa.select(sessions.c.id.label("session_id"), sessions.c.accessed_at,
+                   *user_store.USER_COLUMNS)
+         .join(users, users.c.id == sessions.c.user_id)
+         .where(sessions.c.key_hash == sa.bindparam("b_key_hash")))
 
 
 async def insert_session(conn: AsyncConnection, *, user_id: int, key_hash: str,
@@ -19,15 +25,13 @@ async def insert_session(conn: AsyncConnection, *, user_id: int, key_hash: str,
     return int(result.lastrowid)
 
 
-async def find_session(conn: AsyncConnection, key_hash: str) -> sa.Row[Any] | None:
-    """The session with this digest and the user fields needed to authorize its requests."""
-    stmt: sa.Select[Any] = (sa.select(sessions.c.id, sessions.c.user_id, sessions.c.accessed_at,
-                                    users.c.email, users.c.name, users.c.global_role,
-                                    users.c.api_only, users.c.enabled,
-                                    users.c.force_password_reset)
-                          .join(users, users.c.id == sessions.c.user_id)
-                          .where(sessions.c.key_hash == key_hash))
-    return (await conn.execute(stmt)).first()
+async def find_session(conn: AsyncConnection, key_hash: str) -> Session | None:
+    """The session with this digest and its user (to authorize its requests)."""
+    row = (await conn.execute(_FIND, {"b_key_hash": key_hash})).first()
+    if row is None:
+        return None
+    return Session(id=row.session_id, accessed_at=row.accessed_at,
+                   user=user_store.from_row(row))
 
 
 async def touch_session(conn: AsyncConnection, session_id: int, *, now: dt.datetime,

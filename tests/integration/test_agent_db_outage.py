@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 
 from fleet import config, logthrottle
 from fleet.agent.routes import AgentFrontDoor
-from fleet.service import agent_config, checkin
+from fleet.service import checkin, configcache
 from fleet.service.context import ServiceContext
 from fleet.store.db import create_database, utcnow
 from fleet.store.schema import enroll_secrets
@@ -43,7 +43,7 @@ async def test_database_outage_is_503_and_logs_keep_flowing(
     node_key = await enroll(agent)
     live_db = ctx.db
     ctx.db = create_database(unreachable(ctx, tmp_path))
-    monkeypatch.setattr(agent_config, "CACHE_SECONDS", 0.0)  # every request tries a reload
+    monkeypatch.setattr(configcache, "CACHE_SECONDS", 0.0)  # every request tries a reload
     try:
         r = await agent.post("/api/osquery/distributed/read", json={"node_key": node_key})
         assert r.status_code == 200  # a cached host costs no SQL
@@ -89,7 +89,7 @@ async def test_rejected_agent_requests_are_logged_without_flooding(
 async def test_requests_beyond_the_admission_limit_get_a_fast_503(
         ctx: ServiceContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    ctx.cfg.osquery.max_concurrent_requests = 2
+    ctx.cfg = ctx.cfg.with_overrides({"osquery.max_concurrent_requests": 2})
     async with ctx.db.begin() as conn:
         await conn.execute(enroll_secrets.insert().values(secret=SECRET, created_at=utcnow()))
     transport = httpx.ASGITransport(app=AgentFrontDoor(ctx, Starlette()))
@@ -208,7 +208,7 @@ def _disk_io_error(*_args: object) -> None:
 async def test_database_dying_under_a_live_pool_is_503_then_recovers(
         ctx: ServiceContext, agent: httpx.AsyncClient, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(agent_config, "CACHE_SECONDS", 0.0)  # every request tries a reload
+    monkeypatch.setattr(configcache, "CACHE_SECONDS", 0.0)  # every request tries a reload
     async with DatabaseOutage(ctx, tmp_path) as outage:
         node_key = await enroll(agent)
         body = {"node_key": node_key}

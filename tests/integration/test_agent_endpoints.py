@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,11 @@ from starlette.applications import Starlette
 from fleet.agent import routes
 from fleet.agent.routes import AgentFrontDoor
 from fleet.broker import BrokerUnavailable
-from fleet.logdest import create_destination
+from fleet.logdest.filesystem import FilesystemDestination
+from fleet.service import families
 from fleet.service.context import ServiceContext
+from fleet.service.families import Answer, HostWrite, Query
+from fleet.service.hostcache import CachedHost
 from fleet.store.db import utcnow
 from fleet.store.schema import enroll_secrets, host_seen_times, hosts, label_membership, queries
 
@@ -128,7 +131,7 @@ async def test_reenroll_keeps_host_and_revokes_old_key(ctx: ServiceContext,
 
 
 async def test_enroll_cooldown(ctx: ServiceContext, agent: httpx.AsyncClient) -> None:
-    ctx.cfg.osquery.enroll_cooldown = 3600.0
+    ctx.cfg = ctx.cfg.with_overrides({"osquery.enroll_cooldown": 3600.0})
     await enroll(agent)
     r = await agent.post("/api/osquery/enroll", json={
         "enroll_secret": SECRET, "host_identifier": "host-1", "host_details": HOST_DETAILS})
@@ -140,7 +143,7 @@ async def test_enroll_cooldown(ctx: ServiceContext, agent: httpx.AsyncClient) ->
     ("hostname", "web-01.corp.example")])
 async def test_host_identifier_modes(ctx: ServiceContext, agent: httpx.AsyncClient,
                                      mode: str, expected: str) -> None:
-    ctx.cfg.osquery.host_identifier = mode
+    ctx.cfg = ctx.cfg.with_overrides({"osquery.host_identifier": mode})
     await enroll(agent)
     assert (await host_row(ctx)).osquery_host_id == expected
 
@@ -166,8 +169,26 @@ async def test_config_has_fleet_defaults_and_global_pack(ctx: ServiceContext,
     assert (host.distributed_interval, host.logger_tls_period) == (10, 10)
 
 
-async def test_detail_queries_then_nothing_due_without_sql(ctx: ServiceContext,
-                                                           agent: httpx.AsyncClient) -> None:
+class NotDueFamily:
+    """A registered family that is never due: an idle check-in must not even ask it."""
+
+    prefix = "fleet_test_query_"
+
+    def due(self, ctx: ServiceContext, host: CachedHost, now: float) -> bool:
+        return host.label_updated_at > now  # from the cached host, as a real family
+
+    async def queries(self, ctx: ServiceContext, host: CachedHost) -> Mapping[str, Query]:
+        raise AssertionError("queries of a family that is not due")
+
+    async def ingest(self, ctx: ServiceContext, host: CachedHost,
+                     answers: Mapping[str, Answer], write: HostWrite) -> None:
+        raise AssertionError("nothing was asked")
+
+
+async def test_detail_queries_then_nothing_due_without_sql(
+        ctx: ServiceContext, agent: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(families, "REGISTRY",
+                        families.Registry((*families.REGISTRY, NotDueFamily())))
     node_key = await enroll(agent)
     r = await agent.post("/api/osquery/distributed/read", json={"node_key": node_key})
     body = r.json()
@@ -255,7 +276,7 @@ async def test_log_destination_failure_is_413(ctx: ServiceContext, agent: httpx.
     node_key = await enroll(agent)
     blocked = tmp_path / "not-a-file"
     blocked.mkdir()
-    ctx.result_log = create_destination("filesystem", str(blocked))
+    ctx.result_log = FilesystemDestination(str(blocked))
     r = await agent.post("/api/osquery/log", json={
         "node_key": node_key, "log_type": "result",
         "data": [{"name": "q", "hostIdentifier": "h"}]})
@@ -283,7 +304,7 @@ async def test_enrollment_storm_beyond_the_slots_gets_a_fast_503(
         ctx: ServiceContext, agent: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """Enrollments past the limit wait for a slot, and give up with 503 (osquery backs off
     and retries) rather than queueing past the agent's own timeout."""
-    monkeypatch.setattr(ctx.cfg.osquery, "max_concurrent_enrollments", 1)
+    ctx.cfg = ctx.cfg.with_overrides({"osquery.max_concurrent_enrollments": 1})
     monkeypatch.setattr(routes, "ENROLL_WAIT_SECONDS", 0.2)
     app = AgentFrontDoor(ctx, Starlette())
     release = asyncio.Event()

@@ -86,6 +86,31 @@ async def test_host_json_has_fleet_fields(admin_api: Api) -> None:
         assert field in host, field
 
 
+# Fleet's documented Host object (GET /hosts, /hosts/{id}; `labels` on single hosts only).
+DOCUMENTED_HOST_FIELDS = {
+    "id", "team_id", "team_name", "created_at", "updated_at", "detail_updated_at",
+    "label_updated_at", "policy_updated_at", "last_enrolled_at", "seen_time",
+    "refetch_requested", "hostname", "display_name", "display_text", "computer_name", "uuid",
+    "platform", "platform_like", "os_version", "build", "code_name", "osquery_version",
+    "cpu_type", "cpu_subtype", "cpu_brand", "cpu_physical_cores", "cpu_logical_cores",
+    "memory", "hardware_vendor", "hardware_model", "hardware_version", "hardware_serial",
+    "uptime", "primary_ip", "primary_mac", "public_ip", "distributed_interval",
+    "config_tls_refresh", "logger_tls_period", "gigs_disk_space_available",
+    "percent_disk_space_available", "gigs_total_disk_space", "status", "issues"}
+
+
+async def test_host_json_is_the_documented_field_set(admin_api: Api) -> None:
+    """The API chooses the Host object's fields, not the table: its internal columns
+    (node_key, osquery_host_id, and any added later) never appear."""
+    host_id = await insert_host(admin_api.ctx, seen=utcnow())
+    [listed] = (await admin_api.request("GET", "/hosts")).json()["hosts"]
+    single = (await admin_api.request("GET", f"/hosts/{host_id}")).json()["host"]
+    assert set(listed) == DOCUMENTED_HOST_FIELDS
+    assert set(single) == DOCUMENTED_HOST_FIELDS | {"labels"}
+    assert {k: v for k, v in single.items() if k != "labels"} == listed
+    assert set(hosts.c.keys()) - DOCUMENTED_HOST_FIELDS == {"node_key", "osquery_host_id"}
+
+
 async def test_pagination_and_ordering(admin_api: Api) -> None:
     ctx = admin_api.ctx
     base = utcnow()

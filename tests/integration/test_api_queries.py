@@ -179,9 +179,9 @@ async def test_unsaved_live_queries_are_hidden_but_readable(admin_api: Api) -> N
     viewer = Viewer(user_id=me["id"], email=me["email"], name=me["name"],
                     global_role=Role.ADMIN)
     query_id = await query_service.create_unsaved_query(admin_api.ctx, viewer, "SELECT 42")
-    row = await query_service.get_query(admin_api.ctx, viewer, query_id)
-    assert (row["saved"], row["query"], row["logging_type"]) == (False, "SELECT 42", "snapshot")
-    assert row["name"].startswith("distributed_admin@example.com_")
+    query = await query_service.get_query(admin_api.ctx, viewer, query_id)
+    assert (query.saved, query.query, query.logging) == (False, "SELECT 42", "snapshot")
+    assert query.name.startswith("distributed_admin@example.com_")
     body = (await admin_api.request("GET", "/queries")).json()
     assert body["queries"] == [] and body["count"] == 0
     got = await admin_api.request("GET", f"/queries/{query_id}")

@@ -28,9 +28,10 @@ async def test_setup_secret_is_listed_with_fleet_fields(admin_api: Api) -> None:
     [secret] = r.json()["spec"]["secrets"]
     assert set(secret) == {"secret", "created_at", "team_id"}
     assert secret["team_id"] is None and secret["created_at"].endswith("Z")
-    row = await find_secret(admin_api.ctx.db, secret["secret"])
-    assert row is not None and row.team_id is None
-    assert await find_secret(admin_api.ctx.db, "unknown") is None
+    async with admin_api.ctx.db.connect() as conn:
+        row = await find_secret(conn, secret["secret"])
+        assert row is not None and row.team_id is None
+        assert await find_secret(conn, "unknown") is None
 
 
 async def test_apply_replaces_all_global_secrets(admin_api: Api) -> None:
@@ -45,7 +46,8 @@ async def test_apply_replaces_all_global_secrets(admin_api: Api) -> None:
     assert kept == created  # unchanged secrets keep their creation time
     assert await apply(admin_api, ["xyz789"]) == 200
     assert await secret_values(admin_api) == ["xyz789"]
-    assert await find_secret(admin_api.ctx.db, original) is None
+    async with admin_api.ctx.db.connect() as conn:
+        assert await find_secret(conn, original) is None
     assert await apply(admin_api, []) == 200
     assert await secret_values(admin_api) == []
 

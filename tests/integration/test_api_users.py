@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from fleet.broker import BrokerUnavailable
-from fleet.jobs import background
+from fleet.jobs.cleanups import CLEANUPS_THEN_AGGREGATION
 from fleet.service.context import ServiceContext
 from fleet.store.db import utcnow
 from fleet.store.schema import app_config, enroll_secrets, sessions, users
@@ -168,7 +169,7 @@ async def test_expired_session_is_refused_and_deleted(admin_api: Api) -> None:
 
 
 async def test_leader_cleanup_deletes_expired_sessions_only(
-        admin_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+        admin_api: Api) -> None:
     ctx = admin_api.ctx
 
     async def count_sessions() -> int:
@@ -186,8 +187,8 @@ async def test_leader_cleanup_deletes_expired_sessions_only(
         "email": "bot@example.com", "name": "Bot", "password": PASSWORD, "api_only": True})
     api_token = api_user.json()["token"]
     before = await count_sessions()
-    monkeypatch.setattr(background, "CLEANUP_INTERVAL", 0.05)
-    job = asyncio.create_task(background.cleanups_forever(ctx))
+    cleanups = dataclasses.replace(CLEANUPS_THEN_AGGREGATION, interval=0.05)
+    job = asyncio.create_task(cleanups.run_forever(ctx))
     try:
         for _ in range(200):
             if await count_sessions() < before:
@@ -195,6 +196,7 @@ async def test_leader_cleanup_deletes_expired_sessions_only(
             await asyncio.sleep(0.05)
     finally:
         job.cancel()
+        await asyncio.gather(job, return_exceptions=True)
     assert await count_sessions() == before - 1
     assert_error(await admin_api.request("GET", "/me", token=stale), 401,
                  "Authentication failed")

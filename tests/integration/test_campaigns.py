@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from fleet.core.authz import Role, Viewer
+from fleet.core.campaigns import STATUS_COMPLETE
 from fleet.core.errors import BadRequest, PermissionDenied
 from fleet.service import campaigns
 from fleet.service.context import ServiceContext
@@ -38,20 +39,23 @@ async def fleet(ctx: ServiceContext) -> list[CachedHost]:
             ctx.db, osquery_host_id=f"h{i}", node_key=f"nk{i}", team_id=None,
             cooldown_seconds=0, values={"hostname": f"host-{i}", "platform": "ubuntu",
                                         "uuid": f"UUID-{i}"})
-        row = await host_store.find_by_node_key(ctx.db, f"nk{i}")
+        async with ctx.db.connect() as conn:
+            row = await host_store.find_by_node_key(conn, f"nk{i}")
         assert row is not None and row.id == host_id
         out.append(CachedHost.from_row(row))
     return out
 
 
 async def campaign_status(ctx: ServiceContext, campaign_id: int) -> int:
-    row = await campaign_store.get(ctx.db, campaign_id)
-    assert row is not None
-    return int(row.status)
+    async with ctx.db.connect() as conn:
+        record = await campaign_store.get(conn, campaign_id)
+    assert record is not None
+    return record.status
 
 
 async def all_hosts_label(ctx: ServiceContext) -> int:
-    return (await campaign_store.label_ids_by_name(ctx.db, ["All Hosts"]))["All Hosts"]
+    async with ctx.db.connect() as conn:
+        return (await campaign_store.label_ids_by_name(conn, ["All Hosts"]))["All Hosts"]
 
 
 async def test_targets_hosts_and_all_hosts_label(ctx: ServiceContext,
@@ -124,7 +128,7 @@ async def test_answers_reach_watcher_once_and_unwatched_answers_are_asked_again(
     for host in fleet:  # delivered: nobody is asked again
         assert c.id not in await ctx.broker.live.queries_for_host(host.id)
     await campaigns.complete(ctx, c.id)
-    assert await campaign_status(ctx, c.id) == campaign_store.STATUS_COMPLETE
+    assert await campaign_status(ctx, c.id) == STATUS_COMPLETE
 
 
 async def test_unwatched_old_campaign_is_stopped(ctx: ServiceContext,
@@ -136,7 +140,7 @@ async def test_unwatched_old_campaign_is_stopped(ctx: ServiceContext,
             created_at=utcnow() - campaigns.LISTENER_GRACE * 2))
     await campaigns.ingest_result(ctx, fleet[0], c.id, [], "", None)
     assert await ctx.broker.live.queries_for_host(fleet[0].id) == {}
-    assert await campaign_status(ctx, c.id) == campaign_store.STATUS_COMPLETE
+    assert await campaign_status(ctx, c.id) == STATUS_COMPLETE
 
 
 async def test_run_sync_collects_answers(ctx: ServiceContext, fleet: list[CachedHost]) -> None:
@@ -157,7 +161,7 @@ async def test_run_sync_collects_answers(ctx: ServiceContext, fleet: list[Cached
         task.cancel()
     assert set(answers) == {fleet[0].id, fleet[1].id}
     assert answers[fleet[0].id].rows == [{"n": str(fleet[0].id)}]
-    assert await campaign_status(ctx, campaign.id) == campaign_store.STATUS_COMPLETE
+    assert await campaign_status(ctx, campaign.id) == STATUS_COMPLETE
 
 
 async def test_host_query_authorizes_before_looking_the_host_up(
@@ -171,7 +175,8 @@ async def test_results_carry_the_host_display_name(ctx: ServiceContext) -> None:
     await host_store.enroll(ctx.db, osquery_host_id="dn", node_key="nk-dn", team_id=None,
                             cooldown_seconds=0,
                             values={"hostname": "web-1", "computer_name": "Web Box"})
-    row = await host_store.find_by_node_key(ctx.db, "nk-dn")
+    async with ctx.db.connect() as conn:
+        row = await host_store.find_by_node_key(conn, "nk-dn")
     payload = orjson.loads(campaigns.result_payload(
         7, CachedHost.from_row(row), [{"a": "1"}], "", None))
     assert payload["host"]["display_name"] == "Web Box"

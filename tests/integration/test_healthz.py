@@ -8,8 +8,8 @@ import asyncio
 import httpx
 import pytest
 
-from fleet.api import health
 from fleet.server import create_app
+from fleet.service import health
 from fleet.service.context import ServiceContext
 
 

@@ -11,7 +11,7 @@ from fleet.service.context import ServiceContext
 
 @pytest.mark.parametrize("prefix", ["", "/fleet"])
 async def test_root_serves_setup_page(ctx: ServiceContext, prefix: str) -> None:
-    ctx.cfg.server.url_prefix = prefix
+    ctx.cfg = ctx.cfg.with_overrides({"server.url_prefix": prefix})
     transport = httpx.ASGITransport(app=create_app(ctx))
     async with httpx.AsyncClient(transport=transport, base_url="https://fleet.test") as c:
         r = await c.get(prefix + "/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fleet.broker.base import HOST_INVALIDATION_CHANNEL
+from fleet.broker.base import CACHE_INVALIDATION_CHANNEL
 from fleet.service.context import INVALIDATION_BATCH, ServiceContext
 from fleet.service.hostcache import CachedHost
 
@@ -21,7 +21,7 @@ async def test_many_hosts_go_out_in_few_messages(ctx: ServiceContext) -> None:
     for host_id in ids[:3]:
         ctx.host_cache.put(cached(host_id))
     received: list[bytes] = []
-    async with ctx.broker.bus.subscribe(HOST_INVALIDATION_CHANNEL) as sub:
+    async with ctx.broker.bus.subscribe(CACHE_INVALIDATION_CHANNEL) as sub:
         await ctx.hosts_changed(ids)
 
         async def read_three() -> None:
@@ -32,14 +32,16 @@ async def test_many_hosts_go_out_in_few_messages(ctx: ServiceContext) -> None:
 
         await asyncio.wait_for(read_three(), 10)
     assert len(ctx.host_cache) == 0
-    sent = [p.decode().partition(":")[2].split(",") for p in received]
+    sent = [p.decode().split(":")[2].split(",") for p in received]
+    assert all(p.decode().split(":")[:2] == [ctx.instance_id, "hosts"] for p in received)
     assert [int(h) for part in sent for h in part] == ids
 
 
 async def test_other_instances_broadcasts_are_applied(ctx: ServiceContext) -> None:
     for host_id in (1, 2, 3):
         ctx.host_cache.put(cached(host_id))
-    ctx.remote_host_change(f"{ctx.instance_id}:2".encode())  # our own echo: ignored
-    ctx.remote_host_change(b"other-instance:1,3,junk")
+    ctx.remote_change(f"{ctx.instance_id}:hosts:2".encode())  # our own echo: ignored
+    ctx.remote_change(b"other-instance:hosts:1,3,junk")
+    ctx.remote_change(b"other-instance:unknown-kind:2")
     assert ctx.host_cache.get("nk-1") is None and ctx.host_cache.get("nk-3") is None
     assert ctx.host_cache.get("nk-2") is not None

@@ -98,7 +98,7 @@ async def test_plain_http_has_no_hsts_and_handlers_keep_their_own_policies() -> 
 
 
 async def test_paths_outside_the_url_prefix_are_secured_too(ctx: ServiceContext) -> None:
-    ctx.cfg.server.url_prefix = "/fleet"
+    ctx.cfg = ctx.cfg.with_overrides({"server.url_prefix": "/fleet"})
     transport = httpx.ASGITransport(app=create_app(ctx))
     async with httpx.AsyncClient(transport=transport, base_url="https://fleet.test") as c:
         outside, inside = await c.get("/healthz"), await c.get("/fleet/healthz")

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from fleet.core.authz import Role, Viewer
 from fleet.core.errors import NotFound, PermissionDenied
+from fleet.core.hosts import Host
 from fleet.service import campaigns, host_admin, users
 from fleet.service import queries as query_service
 from fleet.service.context import ServiceContext
@@ -46,7 +47,7 @@ async def host_ids(ctx: ServiceContext) -> dict[int | None, int]:
 
 
 async def listed(ctx: ServiceContext, viewer: Viewer) -> list[int]:
-    return [int(h.id) for h in (await host_admin.list_hosts(ctx, viewer, ListOptions())).hosts]
+    return [Host(*h).id for h in (await host_admin.list_hosts(ctx, viewer, ListOptions())).hosts]
 
 
 async def test_host_lists_counts_and_lookups_follow_team_roles(
@@ -110,18 +111,18 @@ async def test_team_members_run_global_saved_queries_on_their_hosts(
     everyone = list(host_ids.values())
     for role in (Role.OBSERVER, Role.OBSERVER_PLUS):
         c = await campaigns.create(ctx, team_viewer(role), sql=None,
-                                   query_id=open_query["id"], host_ids=everyone)
+                                   query_id=open_query.id, host_ids=everyone)
         assert c.host_ids == (host_ids[1],)
     c = await campaigns.create(ctx, team_viewer(Role.OBSERVER_PLUS), sql=None,
-                               query_id=closed["id"], host_ids=everyone)
+                               query_id=closed.id, host_ids=everyone)
     assert c.host_ids == (host_ids[1],)
     with pytest.raises(PermissionDenied):
         await campaigns.create(ctx, team_viewer(Role.OBSERVER), sql=None,
-                               query_id=closed["id"], host_ids=everyone)
+                               query_id=closed.id, host_ids=everyone)
     # An observer on one team and a maintainer on another runs it on the maintained team only.
     mixed = Viewer(user_id=3, email="team@example.com", name="Team", global_role=None,
                    teams={1: Role.OBSERVER, 2: Role.MAINTAINER})
-    c = await campaigns.create(ctx, mixed, sql=None, query_id=closed["id"], host_ids=everyone)
+    c = await campaigns.create(ctx, mixed, sql=None, query_id=closed.id, host_ids=everyone)
     assert c.host_ids == (host_ids[2],)
 
 
@@ -129,7 +130,7 @@ async def test_team_members_see_global_queries_and_no_users(
         ctx: ServiceContext, host_ids: dict[int | None, int]) -> None:
     await query_service.create_query(ctx, ADMIN, {"name": "shared", "query": "SELECT 1"})
     page = await query_service.list_queries(ctx, team_viewer(Role.OBSERVER), ListOptions())
-    assert [q["name"] for q in page.queries] == ["shared"] and page.count == 1
+    assert [q.name for q in page.queries] == ["shared"] and page.count == 1
     with pytest.raises(PermissionDenied):
         await query_service.create_query(ctx, team_viewer(Role.MAINTAINER),
                                          {"name": "mine", "query": "SELECT 2"})

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +130,71 @@ def test_config_dump_shows_durations_go_style_and_reads_back(
     path.write_text(out)
     assert cli.main(["config_dump", "--config", str(path)]) == 0
     assert capsys.readouterr().out == out
+
+
+_TYPES = {"str": str, "int": int, "bool": bool, "duration": float}
+
+
+def test_typed_sections_are_generated_from_the_option_table() -> None:
+    assert config.SECTIONS_MODULE.read_text() == config.sections_source(), (
+        "fleet/config_sections.py is out of date with OPTIONS: run `python -m fleet.config`")
+
+
+def test_every_option_is_a_typed_attribute_of_its_annotated_type() -> None:
+    cfg = config.from_mapping({})
+    for opt in config.OPTIONS:
+        node: object = cfg
+        for part in opt.key.split("."):
+            node = getattr(node, part)
+        assert type(node) is _TYPES[opt.kind], (opt.key, node)
+        assert node == cfg.values[opt.key]
+
+
+def test_config_is_frozen_and_overrides_make_a_validated_copy() -> None:
+    cfg = config.from_mapping({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.server.tls = False  # type: ignore[misc]
+    changed = cfg.with_overrides({"server.url_prefix": "fleet/", "osquery.enroll_cooldown": "1m"})
+    assert (changed.server.url_prefix, changed.osquery.enroll_cooldown) == ("/fleet", 60.0)
+    assert changed.values["server.url_prefix"] == "/fleet"
+    assert changed.sources["osquery.enroll_cooldown"] == "override"
+    assert (cfg.server.url_prefix, cfg.osquery.enroll_cooldown) == ("", 0.0)
+    with pytest.raises(config.ConfigError, match=r"osquery\.host_identifier"):
+        cfg.with_overrides({"osquery.host_identifier": "mac"})
+    with pytest.raises(config.ConfigError, match="unknown option osquery.host_identifer"):
+        cfg.with_overrides({"osquery.host_identifer": "uuid"})
+
+
+def test_dev_certificate_paths_go_into_a_copy_of_the_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[config.Config] = []
+
+    async def serve(cfg: config.Config, dev: bool) -> int:
+        served.append(cfg)
+        return 0
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_serve_async", serve)
+    cfg = config.from_mapping({})
+    assert cli._serve(cfg, dev=True) == 0
+    assert served[0].server.cert == str(tmp_path / cli.DEV_CERT_DIR / "fleet-dev.crt")
+    assert served[0].server.key.startswith(str(tmp_path / cli.DEV_CERT_DIR))
+    assert served[0].sources["server.cert"] == "--dev"
+    assert (cfg.server.cert, cfg.server.key) == ("", "")
+
+
+def test_a_misspelled_option_is_a_type_error() -> None:
+    mypy = shutil.which("mypy", path=str(Path(sys.executable).parent))
+    if mypy is None:
+        pytest.skip("mypy is not installed (pip install -e '.[test]')")
+    root = Path(__file__).resolve().parents[2]
+
+    def check(attribute: str) -> subprocess.CompletedProcess[str]:
+        code = f"from fleet.config import from_mapping\nfrom_mapping({{}}).osquery.{attribute}\n"
+        return subprocess.run([mypy, "--no-incremental", "--cache-dir", os.devnull, "-c", code],
+                              cwd=root, capture_output=True, text=True, timeout=120)
+
+    assert check("enroll_cooldown").returncode == 0
+    typo = check("enroll_coldown")
+    assert typo.returncode == 1
+    assert '"OsquerySection" has no attribute "enroll_coldown"' in typo.stdout

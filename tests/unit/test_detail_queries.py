@@ -48,9 +48,9 @@ def test_network_interface_public_ip_must_parse() -> None:
 def test_uptime_in_nanoseconds_and_platform_filtering() -> None:
     assert dq.ingest_uptime([{"total_seconds": "5"}], CTX) == {"uptime": 5_000_000_000}
     linux = dq.queries_for_platform("ubuntu")
-    assert "fleet_detail_query_network_interface_unix" in linux
-    assert "fleet_detail_query_disk_space_windows" not in linux
-    assert "fleet_detail_query_network_interface_windows" in dq.queries_for_platform("windows")
+    assert "network_interface_unix" in linux
+    assert "disk_space_windows" not in linux
+    assert "network_interface_windows" in dq.queries_for_platform("windows")
 
 
 def test_enroll_details_use_the_same_ingest() -> None:

@@ -32,12 +32,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from fleet.tls import ensure_dev_certificate
 from fleetctl.cli import main
 from fleetctl.live import NO_HOSTS_TARGETED, parse_duration
+from fleetctl.specs import KINDS, KINDS_BY_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "tok-admin"
 OBSERVER_TOKEN = "tok-observer"
 REST_ONLY_TOKEN = "tok-rest-only"  # accepted by REST, refused by the websocket
 RESET_TOKEN = "tok-reset"  # a user an admin required a new password of
+SCHEDULES = ("cleanups_then_aggregation", "usage_statistics")
 ENV_VARS = ("ADDRESS", "EMAIL", "TOKEN", "INSECURE", "ROOTCA", "URL_PREFIX", "CUSTOM_HEADER",
             "PASSWORD", "NAME", "ORG_NAME", "CONFIG", "CONTEXT", "HOSTS", "LABELS", "QUERY",
             "QUERYNAME", "TIMEOUT", "NEW_PASSWORD")
@@ -68,6 +70,7 @@ class FakeFleet:
     secrets: list[dict[str, Any]] = field(default_factory=list)
     setup_done: bool = False
     campaigns: dict[int, str] = field(default_factory=dict)
+    pending_schedules: set[str] = field(default_factory=set)
 
     def reset(self) -> None:
         self.requests.clear()
@@ -88,6 +91,7 @@ class FakeFleet:
                          "team_id": None}]
         self.setup_done = False
         self.campaigns.clear()
+        self.pending_schedules.clear()
 
     def bodies(self, path: str) -> list[Any]:
         return [r["body"] for r in self.requests if r["path"].endswith(path)]
@@ -207,6 +211,19 @@ class FakeFleet:
             return JSONResponse({"campaign": {"id": campaign_id, "query_id": 7, "status": 0,
                                               "user_id": 1}})
 
+        async def trigger(request: Request, body: Any, role: str) -> Response:
+            name = request.query_params.get("name", "")
+            if role != "admin":
+                return envelope(403, "Permission Denied", "forbidden")
+            if name not in SCHEDULES:
+                return envelope(404, "Resource Not Found", "invalid name; supported trigger "
+                                f"names are {', '.join(SCHEDULES)}")
+            if name in self.pending_schedules:
+                return envelope(409, "Conflict", f"conflicts with current status of {name} "
+                                "schedule: triggered run started 1.2s ago")
+            self.pending_schedules.add(name)
+            return JSONResponse({})
+
         async def results(ws: WebSocket) -> None:
             self.ws_headers.append(dict(ws.headers))
             await ws.accept()
@@ -259,6 +276,7 @@ class FakeFleet:
             Route(f"{api}/queries", authed(list_queries)),
             Route(f"{api}/queries/run_by_identifiers", authed(run_by_identifiers),
                   methods=["POST"]),
+            Route(f"{api}/trigger", authed(trigger), methods=["POST"]),
             WebSocketRoute(f"{api}/results/websocket", results),
         ]
         return Starlette(routes=[Mount("/prefix", routes=list(routes)), *routes])
@@ -802,6 +820,21 @@ def test_apply_queries_and_enroll_secrets(logged_in: Any, fake: FakeFleet,
         {"spec": {"secrets": [{"secret": "one"}, {"secret": "two"}]}}]
 
 
+def test_apply_sends_kinds_in_dependency_order(logged_in: Any, fake: FakeFleet,
+                                               tmp_path: Path) -> None:
+    """`KINDS` order, not file order: a kind's specs go after those it may depend on."""
+    path = tmp_path / "specs.yml"
+    path.write_text("---\nkind: enroll_secret\nspec: {secrets: [{secret: one}]}\n"
+                    "---\nkind: query\nspec: {name: a, query: SELECT 1}\n"
+                    "---\nkind: report\nspec: {name: b, query: SELECT 2}\n")
+    res = logged_in("apply", "-f", str(path))
+    assert res.code == 0, res.err
+    assert res.out == "[+] applied 2 queries\n[+] applied enroll secrets\n"
+    assert [r["path"].rpartition("/")[2] for r in fake.requests] == ["queries", "enroll_secret"]
+    names = [name for kind in KINDS for name in kind.names]
+    assert list(KINDS_BY_NAME) == names  # no kind name is claimed twice
+
+
 def test_apply_dry_run_sends_nothing(logged_in: Any, fake: FakeFleet, tmp_path: Path) -> None:
     path = tmp_path / "specs.yaml"
     path.write_text(SPECS)
@@ -889,6 +922,50 @@ def test_apply_forbidden(logged_in: Any, fleetctl: Any, tmp_path: Path) -> None:
     res = fleetctl("apply", "-f", str(path))
     assert res.code == 1
     assert res.err == "Error: applying queries: Permission Denied: forbidden (HTTP 403)\n"
+
+
+# --- trigger --------------------------------------------------------------------------------
+
+def test_trigger_sends_the_schedule_name(logged_in: Any, fake: FakeFleet) -> None:
+    res = logged_in("trigger", "--name", "cleanups_then_aggregation")
+    assert (res.code, res.err) == (0, "")
+    assert res.out == "[+] Sent request to trigger cleanups_then_aggregation schedule\n"
+    sent = [(r["method"], r["path"], r["query"], r["body"]) for r in fake.requests]
+    assert sent == [("POST", "/api/latest/fleet/trigger",
+                     {"name": "cleanups_then_aggregation"}, None)]
+
+
+def test_trigger_while_a_run_is_pending_or_for_an_unknown_name_says_so(
+        logged_in: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Go fleetctl prints the server's reason after `[!]` and exits 0 on 409 and 404."""
+    assert logged_in("trigger", "--name", "usage_statistics").code == 0
+    res = logged_in("trigger", "--name", "usage_statistics")
+    assert (res.code, res.err) == (0, "")
+    assert res.out == ("[!] Conflicts with current status of usage_statistics schedule: "
+                       "triggered run started 1.2s ago\n")
+    res = logged_in("trigger", "--name", "vulns")
+    assert (res.code, res.err) == (0, "")
+    assert res.out == ("[!] Invalid name; supported trigger names are "
+                       "cleanups_then_aggregation, usage_statistics\n")
+    monkeypatch.setenv("NAME", "cleanups_then_aggregation")
+    res = logged_in("trigger")
+    assert res.out == "[+] Sent request to trigger cleanups_then_aggregation schedule\n"
+
+
+def test_trigger_without_a_name_asks_for_one(logged_in: Any, fake: FakeFleet) -> None:
+    res = logged_in("trigger")
+    assert (res.code, res.err) == (0, "")
+    assert res.out == ("[!] Name must be specified; supported trigger names are "
+                       "cleanups_then_aggregation, usage_statistics\n")
+    assert fake.requests[0]["query"] == {"name": ""}
+
+
+def test_trigger_other_errors_fail(logged_in: Any, fleetctl: Any) -> None:
+    fleetctl("config", "set", "--token", OBSERVER_TOKEN)
+    res = fleetctl("trigger", "--name", "usage_statistics")
+    assert (res.code, res.out) == (1, "")
+    assert res.err == ("Error: could not trigger the usage_statistics schedule: Permission "
+                       "Denied: forbidden (HTTP 403)\n")
 
 
 # --- live query -------------------------------------------------------------------------------
@@ -1014,7 +1091,8 @@ def test_parse_duration() -> None:
 
 
 def test_fleetctl_does_not_import_the_server() -> None:
-    code = ("import sys, fleetctl.cli, fleetctl.live, fleetctl.specs, fleetctl.get; "
+    code = ("import sys, fleetctl.cli, fleetctl.live, fleetctl.specs, fleetctl.get, "
+            "fleetctl.trigger; "
             "print(any(m == 'fleet' or m.startswith('fleet.') for m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -1,28 +1,120 @@
-"""The log writer thread: group commits that keep lines whole and report failures."""
+"""Log destinations: the contract every registered destination keeps, then the filesystem's
+own guarantees (whole batches on a full disk, rotation).
+
+The contract runs once per entry of `fleet.logdest.DESTINATIONS` and per log type, as the
+broker tests run against both brokers. A new destination needs a `Sink` in `SINKS` (how to
+configure it, read back what it wrote, and make it fail), or its contract test fails.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
+import io
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from fleet.logdest import LogWriteError, create_destination, filesystem
+from fleet import config
+from fleet.logdest import (
+    DESTINATIONS,
+    LogDestination,
+    LogType,
+    LogWriteError,
+    UnknownDestination,
+    create_destination,
+    filesystem,
+)
+from fleet.logdest.filesystem import FilesystemDestination
 
 
-async def test_concurrent_batches_land_whole_and_in_one_file(tmp_path: Path) -> None:
-    path = tmp_path / "result.log"
-    dest = create_destination("filesystem", str(path))
+@dataclass
+class Sink:
+    """Where one destination under test writes, seen from the test."""
+
+    overrides: dict[str, Any]  # config keys that point the destination at this sink
+    read: Callable[[], bytes]  # everything that reached the sink
+    fail: Callable[[], None]  # make every write fail from now on
+    recover: Callable[[], None]  # make writes succeed again
+
+
+def filesystem_sink(request: pytest.FixtureRequest, log_type: LogType) -> Sink:
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    path = logs / f"osquery_{log_type}"
+    key = "result_log_file" if log_type == "result" else "status_log_file"
+    wrong = "status_log_file" if log_type == "result" else "result_log_file"
+
+    def fail() -> None:  # the directory vanishes: the file can be neither found nor created
+        logs.rename(tmp_path / "logs-gone")
+
+    return Sink(
+        overrides={f"filesystem.{key}": str(path), f"filesystem.{wrong}": str(logs / "other")},
+        read=lambda: path.read_bytes() if path.exists() else b"",
+        fail=fail,
+        recover=logs.mkdir,
+    )
+
+
+def stdout_sink(request: pytest.FixtureRequest, log_type: LogType) -> Sink:
+    captured: pytest.CaptureFixture[bytes] = request.getfixturevalue("capsysbinary")
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    written = bytearray()
+    working: list[Any] = []
+    closed = io.TextIOWrapper(io.BytesIO())
+    closed.buffer.close()
+
+    def read() -> bytes:
+        written.extend(captured.readouterr().out)
+        return bytes(written)
+
+    def fail() -> None:
+        working.append(sys.stdout)
+        monkeypatch.setattr(sys, "stdout", closed)
+
+    return Sink(overrides={}, read=read, fail=fail,
+                recover=lambda: monkeypatch.setattr(sys, "stdout", working.pop()))
+
+
+SINKS: dict[str, Callable[[pytest.FixtureRequest, LogType], Sink]] = {
+    "filesystem": filesystem_sink,
+    "stdout": stdout_sink,
+}
+
+
+@dataclass
+class Case:
+    dest: LogDestination
+    sink: Sink
+
+
+@pytest.fixture(params=[(plugin, log_type) for plugin in DESTINATIONS
+                        for log_type in ("result", "status")],
+                ids=lambda p: f"{p[0]}-{p[1]}")
+def case(request: pytest.FixtureRequest) -> Case:
+    plugin, log_type = request.param
+    if plugin not in SINKS:
+        pytest.fail(f"log destination {plugin!r} is registered but has no Sink in SINKS")
+    sink = SINKS[plugin](request, log_type)
+    cfg = config.from_mapping({**sink.overrides, f"osquery.{log_type}_log_plugin": plugin})
+    return Case(create_destination(cfg, log_type), sink)
+
+
+async def test_concurrent_batches_land_whole(case: Case) -> None:
     batches = [[f"{i}-{j}".encode() * 50 for j in range(20)] for i in range(200)]
-    await asyncio.gather(*(dest.write(b) for b in batches))
-    await dest.close()
-    lines = path.read_bytes().splitlines()
+    await asyncio.gather(*(case.dest.write(b) for b in batches))
+    await case.dest.close()
+    lines = case.sink.read().splitlines()
     assert sorted(lines) == sorted(line for b in batches for line in b)
     # A batch is never split by another one's lines.
     for batch in batches:
@@ -30,44 +122,57 @@ async def test_concurrent_batches_land_whole_and_in_one_file(tmp_path: Path) -> 
         assert lines[start:start + len(batch)] == batch
 
 
-async def test_failed_write_reaches_every_waiting_request(tmp_path: Path) -> None:
-    blocked = tmp_path / "no-such-dir" / "result.log"
-    dest = create_destination("filesystem", str(blocked))
-    results = await asyncio.gather(*(dest.write([b"x"]) for _ in range(5)),
+async def test_a_refused_batch_reaches_every_waiting_request_then_recovers(
+        case: Case) -> None:
+    await case.dest.write([b"before"])
+    case.sink.fail()
+    results = await asyncio.gather(*(case.dest.write([b"x"]) for _ in range(5)),
                                    return_exceptions=True)
-    assert all(isinstance(r, LogWriteError) for r in results)
-    # The destination recovers once the sink does.
-    os.mkdir(blocked.parent)
-    await dest.write([b"after"])
-    await dest.close()
-    assert blocked.read_bytes() == b"after\n"
+    assert all(isinstance(r, LogWriteError) for r in results), results
+    case.sink.recover()
+    await case.dest.write([b"after"])
+    await case.dest.close()
+    lines = case.sink.read().splitlines()
+    assert lines[-1] == b"after" and b"x" not in lines
 
 
-async def test_write_after_close_reopens(tmp_path: Path) -> None:
-    path = tmp_path / "status.log"
-    dest = create_destination("filesystem", str(path))
-    await dest.write([b"one"])
-    await dest.close()
-    await dest.write([b"two"])
-    await dest.close()
-    assert path.read_bytes() == b"one\ntwo\n"
+async def test_write_after_close_reopens(case: Case) -> None:
+    await case.dest.write([b"one"])
+    await case.dest.close()
+    await case.dest.write([b"two"])
+    await case.dest.close()
+    assert case.sink.read() == b"one\ntwo\n"
 
 
-async def test_empty_batch_touches_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "r.log"
-    dest = create_destination("filesystem", str(path))
-    await dest.write([])
-    await dest.close()
-    assert not path.exists()
+async def test_empty_batch_writes_nothing(case: Case) -> None:
+    await case.dest.write([])
+    await case.dest.close()
+    assert case.sink.read() == b""
+
+
+def test_config_offers_exactly_the_registered_destinations() -> None:
+    for key in ("osquery.status_log_plugin", "osquery.result_log_plugin"):
+        assert config.OPTIONS_BY_KEY[key].choices == tuple(DESTINATIONS)
+    with pytest.raises(config.ConfigError, match="'kafka' is not one of filesystem, stdout"):
+        config.from_mapping({"osquery.result_log_plugin": "kafka"})
+
+
+def test_an_unregistered_plugin_raises_instead_of_falling_back() -> None:
+    """A path that skips config validation still cannot get a destination it did not name."""
+    cfg = config.from_mapping({})
+    cfg = dataclasses.replace(cfg, osquery=dataclasses.replace(cfg.osquery,
+                                                               status_log_plugin="kafka"))
+    with pytest.raises(UnknownDestination, match="status_log_plugin.*'kafka'"):
+        create_destination(cfg, "status")
 
 
 async def test_unexpected_sink_failure_still_answers_every_request(tmp_path: Path) -> None:
-    dest = create_destination("filesystem", str(tmp_path / "r.log"))
+    dest = FilesystemDestination(str(tmp_path / "r.log"))
 
     def broken(_data: bytes) -> None:
         raise RuntimeError("sink bug")
 
-    dest._append = broken  # type: ignore[attr-defined]
+    dest._append = broken  # type: ignore[method-assign, assignment]
     results = await asyncio.wait_for(asyncio.gather(
         *(dest.write([b"x"]) for _ in range(3)), return_exceptions=True), 5)
     assert all(isinstance(r, LogWriteError) and "sink bug" in str(r) for r in results)
@@ -95,7 +200,7 @@ async def test_failed_batch_is_cut_back_and_its_retry_lands_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "result.log"
-    dest = create_destination("filesystem", str(path))
+    dest = FilesystemDestination(str(path))
     await dest.write([b'{"n":1}', b'{"n":2}'])
     armed = _partial_then_enospc(monkeypatch)
     batch = [b'{"n":3}' * 100, b'{"n":4}' * 100]
@@ -116,7 +221,7 @@ async def test_failed_batch_is_cut_back_and_its_retry_lands_once(
 async def test_partial_batch_that_could_not_be_cut_is_repaired_before_the_next(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "result.log"
-    dest = create_destination("filesystem", str(path))
+    dest = FilesystemDestination(str(path))
     await dest.write([b"first"])
     armed = _partial_then_enospc(monkeypatch)
     real_ftruncate = os.ftruncate
@@ -149,7 +254,7 @@ async def test_real_full_disk_leaves_only_whole_lines(tmp_path: Path) -> None:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
     try:
         path = mount / "result.log"
-        dest = create_destination("filesystem", str(path))
+        dest = FilesystemDestination(str(path))
         delivered: list[bytes] = []
         refused = 0
         for i in range(400):  # ~560 KiB offered to a 256 KiB disk
