@@ -154,12 +154,20 @@ class AgentEndpoints:
 
     async def distributed_write(self, request: AgentRequest, data: dict[str, Any]) -> bytes:
         host = await self._host(request, data)
-        messages = object_field(data, "messages")
+        raw = object_field(data, "messages")
+        messages = {k: clean_text(v) for k, v in raw.items() if isinstance(v, str)}
+        statuses, invalid = _statuses(object_field(data, "statuses"))
+        if invalid:
+            # Failed with the reason, so a live query shows this host's error; the other
+            # answers of the write still land.
+            self.throttle.log(logging.WARNING, "invalid_status",
+                              "distributed/write with an invalid status, taken as failed: %s",
+                              next(iter(invalid.values())))
+            messages.update(invalid)
         await ingest.submit_results(
-            self.ctx, host, queries=object_field(data, "queries"),
-            statuses=_statuses(object_field(data, "statuses")),
-            messages={k: clean_text(v) for k, v in messages.items() if isinstance(v, str)},
-            stats=clean_json(object_field(data, "stats")), public_ip=request.client_ip())
+            self.ctx, host, queries=object_field(data, "queries"), statuses=statuses,
+            messages=messages, stats=clean_json(object_field(data, "stats")),
+            public_ip=request.client_ip())
         return _EMPTY
 
     async def log(self, request: AgentRequest, data: dict[str, Any]) -> bytes:
@@ -196,11 +204,13 @@ _JSON_TYPES = {bool: "a boolean", float: "a fraction", dict: "an object", list: 
                type(None): "null"}
 
 
-def _statuses(raw: dict[str, Any]) -> dict[str, int]:
-    """osquery >= 3 sends numbers, older agents numeric strings; anything else is a 400.
-    Only zero (success) or not matters, so a string's value is not converted past 18
-    digits (`int()` refuses thousands, and takes non-ASCII digits `isdigit` lets through)."""
+def _statuses(raw: dict[str, Any]) -> tuple[dict[str, int], dict[str, str]]:
+    """osquery >= 3 sends numbers, older agents numeric strings. Anything else counts as a
+    failure, returned with its reason by query name. Only zero (success) or not matters, so
+    a string's value is not converted past 18 digits (`int()` refuses thousands, and takes
+    non-ASCII digits `isdigit` lets through)."""
     out: dict[str, int] = {}
+    invalid: dict[str, str] = {}
     for name, value in raw.items():
         if isinstance(value, int) and not isinstance(value, bool):
             out[name] = value
@@ -209,9 +219,11 @@ def _statuses(raw: dict[str, Any]) -> dict[str, int]:
         if not (digits.isascii() and digits.isdigit()):
             shown = repr(short(value)) if isinstance(value, str) else _JSON_TYPES.get(
                 type(value), "not a number")
-            raise BadRequest(f"invalid status for {short(name)}: {shown}", name="statuses")
+            out[name] = 1
+            invalid[name] = f"invalid status for {short(name)}: {shown}"
+            continue
         out[name] = int(digits.lstrip("0")[:18] or "0")
-    return out
+    return out, invalid
 
 
 class AgentFrontDoor:

@@ -18,7 +18,10 @@ keys of a campaign in one slot. In the bitfield, host `h` is bit `7 - h % 8` of 
 (MSB first), i.e. what `SETBIT`/`GETBIT` address. `stop_query` deletes both campaign keys.
 
 Pub/sub channels (`results_<id>`, `fleet:cache:invalidate`) hold no keys; every subscription
-owns one dedicated connection.
+owns one dedicated connection. Redis pub/sub ignores the database number, so with
+`redis.database` N other than 0 every channel is prefixed `db<N>:`: two deployments sharing
+a Redis server on different databases (staging next to production) would otherwise receive
+each other's live-query results, their campaign ids counting from 1 alike.
 """
 
 from __future__ import annotations
@@ -273,17 +276,20 @@ class _RedisSubscription:
 class RedisMessageBus:
     """Redis PUBLISH/SUBSCRIBE; every subscription gets its own connection."""
 
-    def __init__(self, redis: Redis, pubsub_redis: Redis, read_timeout: float) -> None:
+    def __init__(self, redis: Redis, pubsub_redis: Redis, read_timeout: float,
+                 database: int = 0) -> None:
         self._redis = redis
         self._pubsub_redis = pubsub_redis
         self._read_timeout = read_timeout
+        self._prefix = f"db{database}:" if database else ""
 
     async def publish(self, channel: str, payload: bytes) -> int:
         with _unavailable():
-            return int(await self._redis.publish(channel, payload))
+            return int(await self._redis.publish(self._prefix + channel, payload))
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[_RedisSubscription]:
+        channel = self._prefix + channel
         pubsub = self._pubsub_redis.pubsub()
         subscription = _RedisSubscription(pubsub, self._read_timeout)
         try:
@@ -392,7 +398,8 @@ class RedisBroker:
         # Each watcher holds one for as long as it watches, so they are never capped.
         self._pubsub_redis = client(Retry(NoBackoff(), retries=0), 0, 0)
         self.live: LiveQueryStore = RedisLiveQueryStore(self._redis)
-        self.bus: MessageBus = RedisMessageBus(self._redis, self._pubsub_redis, read_timeout)
+        self.bus: MessageBus = RedisMessageBus(self._redis, self._pubsub_redis, read_timeout,
+                                               database)
         self.locks: Locks = RedisLocks(self._redis)
         self.limits: RateLimits = RedisRateLimits(self._redis)
 

@@ -196,16 +196,28 @@ async def test_nesting_deeper_than_orjson_writes_is_cut(
 @pytest.mark.parametrize(("status", "reason"), [
     (True, "a boolean"), (1.5, "a fraction"), ({"k": 1}, "an object"), (None, "null"),
     ("\u00b2", "'\u00b2'"), ("x" * 300_000, "'" + "x" * 64 + "...'"), ("@DEEP@", "an array")])
-async def test_statuses_that_are_not_numbers_are_a_400(
-        ctx: ServiceContext, agent: httpx.AsyncClient, status: Any, reason: str) -> None:
+async def test_a_status_that_is_not_a_number_fails_that_query_only(
+        ctx: ServiceContext, agent: httpx.AsyncClient, caplog: pytest.LogCaptureFixture,
+        status: Any, reason: str) -> None:
+    """The live query gets this host's error (with the reason), the other live answer of
+    the same write arrives, and the agent gets a 200: nothing it sent is lost."""
     r = await agent.post("/api/osquery/enroll", json={
         "enroll_secret": SECRET, "host_identifier": "host-1", "host_details": HOST_DETAILS})
-    body = json.dumps({"node_key": r.json()["node_key"], "queries": {},
-                       "statuses": {"fleet_detail_query_uptime": status}}).encode()
-    r = await agent.post("/api/osquery/distributed/write",
-                         content=body.replace(b'"@DEEP@"', b"[" * 1000 + b"]" * 1000))
-    assert r.status_code == 400, r.text
-    assert r.json()["error"] == f"invalid status for fleet_detail_query_uptime: {reason}"
+    bad, good = "fleet_distributed_query_78", "fleet_distributed_query_79"
+    body = json.dumps({"node_key": r.json()["node_key"],
+                       "queries": {bad: [{"a": "1"}], good: [{"b": "2"}]},
+                       "statuses": {bad: status, good: 0}}).encode()
+    async with ctx.broker.bus.subscribe(results_channel(78)) as bad_results, \
+            ctx.broker.bus.subscribe(results_channel(79)) as good_results:
+        r = await agent.post("/api/osquery/distributed/write",
+                             content=body.replace(b'"@DEEP@"', b"[" * 1000 + b"]" * 1000))
+        assert r.status_code == 200, r.text
+        failed = orjson.loads(await asyncio.wait_for(anext(aiter(bad_results)), 10))
+        answered = orjson.loads(await asyncio.wait_for(anext(aiter(good_results)), 10))
+    assert failed["error"] == f"invalid status for {bad}: {reason}"
+    assert [row["a"] for row in failed["rows"]] == ["1"]
+    assert [row["b"] for row in answered["rows"]] == ["2"] and not answered.get("error")
+    assert sum("invalid status" in rec.getMessage() for rec in caplog.records) == 1
 
 
 async def test_numeric_string_statuses_of_any_length(ctx: ServiceContext,

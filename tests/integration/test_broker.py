@@ -244,6 +244,21 @@ async def test_publish_without_subscribers(broker: Broker) -> None:
     assert await broker.bus.publish(results_channel(1), b"nobody") == 0
 
 
+async def test_channels_are_per_database(redis_admin: Redis) -> None:
+    """Redis pub/sub ignores the database number; the broker does not: a deployment on
+    another database of the same server never receives this one's live-query results."""
+    ours, theirs = await connect_test_broker(), await RedisBroker.connect(
+        address=REDIS_ADDRESS, database=TEST_DB + 1 if TEST_DB < 15 else 1, read_timeout=5.0)
+    try:
+        async with ours.bus.subscribe(results_channel(1)) as sub:
+            assert await theirs.bus.publish(results_channel(1), b"theirs") == 0
+            assert await ours.bus.publish(results_channel(1), b"ours") == 1
+            assert await asyncio.wait_for(anext(aiter(sub)), DEADLINE_SECONDS) == b"ours"
+    finally:
+        await ours.close()
+        await theirs.close()
+
+
 async def test_command_burst_beyond_a_hundred_connections(broker: Broker) -> None:
     """Hundreds of check-ins in flight at once each need the broker; none may fail for
     want of a pooled connection (redis-py's default pool stops at 100)."""
