@@ -1,24 +1,29 @@
-"""What the REST routers share: their route class (Fleet's request conventions), strict
-request bodies, the service context, the authenticated viewer (`Authorization: Bearer
-<token>`) and Fleet's list parameters."""
+"""What the REST routers share: their route classes (the authorization backstop and Fleet's
+request conventions), strict request bodies, the service context, the authenticated viewer
+(`Authorization: Bearer <token>`) and Fleet's list parameters."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, params
 from fastapi.dependencies.utils import get_flat_params
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, field_validator
 from starlette.responses import Response
 
+from fleet.api.errors import error_response
 from fleet.api.fields import PAGE_MAX
-from fleet.core.authz import Viewer
-from fleet.core.errors import AuthenticationFailed, BadRequest, PermissionDenied
+from fleet.core.authz import Viewer, track
+from fleet.core.errors import AuthenticationFailed, BadRequest, FleetError, PermissionDenied
 from fleet.service.context import ServiceContext
 from fleet.service.sessions import PASSWORD_RESET_REQUIRED, authenticate
 from fleet.store.host_search import ListOptions
+
+log = logging.getLogger("fleet.authz")
 
 DEFAULT_PER_PAGE = 20
 
@@ -43,12 +48,50 @@ class StrictBody(BaseModel):
         return value
 
 
-class FleetRoute(APIRoute):
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class CheckedRoute(APIRoute):
+    """The authorization backstop (Fleet's authzcheck): a request whose handler reached none of
+    `authorize`, `authorize_any` or `authorize_none` answers a 500, logged in one line naming
+    the route, instead of what the handler produced. Refusals that come before any object is
+    touched need no check: a malformed request (400, or a body FastAPI rejects), a missing or
+    bad token (401) and a denial (403); server errors stay what they are."""
+
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            with track() as check:
+                try:
+                    response = await handler(request)
+                except Exception as exc:
+                    if check.checked or not _needs_check(exc):
+                        raise
+                    return self._unchecked(request)
+            return response if check.checked else self._unchecked(request)
+
+        return checked
+
+    def _unchecked(self, request: Request) -> Response:
+        log.error("%s %s answered without an authorization check (endpoint %s): 500 instead",
+                  request.method, request.url.path, self.name)
+        return error_response(500, "Internal Server Error", "internal server error")
+
+
+def _needs_check(exc: Exception) -> bool:
+    if isinstance(exc, RequestValidationError):
+        return False
+    return isinstance(exc, FleetError) and exc.status not in (400, 401, 403) \
+        and exc.status < 500
+
+
+class FleetRoute(CheckedRoute):
     """Fleet's request conventions FastAPI lacks: the body is JSON whatever its Content-Type
     (Fleet decodes it regardless, so `curl -d '{...}'` works), and a query parameter the
     endpoint does not take is a 400 naming it instead of being silently ignored."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
         known = frozenset(field.alias for field in get_flat_params(self.dependant)
                           if isinstance(field.field_info, params.Query))

@@ -14,8 +14,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from fleet import __version__
+from fleet.api.deps import CheckedRoute
+from fleet.core.authz import authorize_none
 
-router = APIRouter()
+router = APIRouter(route_class=CheckedRoute)
 
 # What a Host header may hold for the page to show it: a name or address, maybe a port.
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?")
@@ -52,6 +54,7 @@ API</li>
 
 @router.get("/", include_in_schema=False)
 async def home(request: Request) -> HTMLResponse:
+    authorize_none("the first-run page is public")
     prefix = request.scope.get("root_path", "")
     host = request.headers.get("host", "")
     if not _HOST.fullmatch(host):

@@ -9,6 +9,7 @@ from fleet.api import health
 from fleet.api.deps import AnyViewer, Ctx, CurrentViewer, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.api.users import user_json
+from fleet.core.authz import authorize_none
 from fleet.service import sessions, users
 
 router = rest_router()
@@ -21,6 +22,7 @@ class LoginBody(StrictBody):
 
 @router.post("/login")
 async def login(body: LoginBody, request: Request, ctx: Ctx) -> Response:
+    authorize_none("logging in is how one gets a token")
     # The peer address, not X-Forwarded-For: a header anyone can set would let a client pick
     # a fresh bucket for every attempt.
     client_ip = request.client.host if request.client else ""
@@ -30,6 +32,7 @@ async def login(body: LoginBody, request: Request, ctx: Ctx) -> Response:
 
 @router.post("/logout")
 async def logout(ctx: Ctx, viewer: AnyViewer) -> Response:
+    authorize_none("anyone may end their own session")
     await sessions.logout(ctx, viewer)
     return json_response({})
 
@@ -43,4 +46,5 @@ async def me(ctx: Ctx, viewer: AnyViewer) -> Response:
 @router.get("/version")
 async def version(viewer: CurrentViewer) -> Response:
     """`/version`'s build information for authenticated clients, as Fleet's API serves it."""
+    authorize_none("any signed-in user may read the build information")
     return await health.version()

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from fleet.api.deps import Ctx, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.api.users import Email, Name, user_json
+from fleet.core.authz import authorize_none
 from fleet.core.errors import ValidationFailed
 from fleet.service import app_config
 from fleet.service.users import NewUser
@@ -37,6 +38,7 @@ class SetupBody(StrictBody):
 @router.post("/api/v1/setup")
 @router.post("/api/setup")
 async def setup(body: SetupBody, ctx: Ctx) -> Response:
+    authorize_none("setup is open until the first user exists")
     admin = body.admin
     if admin.password_confirmation is not None and admin.password_confirmation != admin.password:
         raise ValidationFailed("passwords do not match", name="password_confirmation")

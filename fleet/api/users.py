@@ -10,7 +10,7 @@ from starlette.responses import Response
 from fleet.api.deps import AnyViewer, Ctx, CurrentViewer, ListParams, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.api.fields import PathId, fits
-from fleet.core.authz import Role
+from fleet.core.authz import Role, authorize_none
 from fleet.core.users import User
 from fleet.service import users as service
 from fleet.store.schema import users
@@ -118,5 +118,6 @@ class PerformResetBody(StrictBody):
 @router.post("/perform_required_password_reset")
 async def perform_required_password_reset(body: PerformResetBody, ctx: Ctx,
                                           viewer: AnyViewer) -> Response:
+    authorize_none("users set the new password an admin required of them")
     user = await service.perform_required_password_reset(ctx, viewer, body.new_password)
     return json_response({"user": user_json(user)})

@@ -21,7 +21,14 @@ import orjson
 
 from fleet.broker.base import results_channel
 from fleet.core import hoststatus
-from fleet.core.authz import Action, Viewer
+from fleet.core.authz import (
+    Action,
+    Subject,
+    TeamFilter,
+    Viewer,
+    authorize,
+    authorize_any,
+)
 from fleet.core.campaigns import (
     STATUS_COMPLETE,
     STATUS_RUNNING,
@@ -29,7 +36,7 @@ from fleet.core.campaigns import (
     CampaignRecord,
     Totals,
 )
-from fleet.core.errors import BadRequest, NotFound, PermissionDenied
+from fleet.core.errors import BadRequest, NotFound
 from fleet.service import queries as query_service
 from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost
@@ -47,28 +54,28 @@ STATUS_INTERVAL_SECONDS = 0.5
 
 
 async def _query_sql(ctx: ServiceContext, viewer: Viewer, sql: str | None,
-                     query_id: int | None) -> tuple[int, str]:
-    """Authorize running a saved query or new SQL; returns (query id, SQL)."""
+                     query_id: int | None) -> tuple[int, str, TeamFilter]:
+    """Authorize running a saved query or new SQL; returns (query id, SQL, the hosts it may
+    run on)."""
     if query_id:
-        viewer.require(Action.RUN_SAVED_QUERIES)
+        authorize_any(viewer, Action.RUN_SAVED_QUERIES, Subject(observer_can_run=True))
         query = await query_service.get_query(ctx, viewer, query_id)
-        if viewer.is_observer and not viewer.can(Action.RUN_NEW_QUERIES) \
-                and not query.observer_can_run:
-            raise PermissionDenied("forbidden")
-        return query_id, query.query
+        teams = authorize_any(viewer, Action.RUN_SAVED_QUERIES,
+                              Subject(observer_can_run=query.observer_can_run))
+        return query_id, query.query, teams
+    teams = authorize_any(viewer, Action.RUN_NEW_QUERIES)
     if not sql or not sql.strip():
         raise BadRequest("query is required", name="query")
-    viewer.require(Action.RUN_NEW_QUERIES)
-    return await query_service.create_unsaved_query(ctx, viewer, sql), sql
+    return await query_service.create_unsaved_query(ctx, viewer, sql), sql, teams
 
 
 async def create(ctx: ServiceContext, viewer: Viewer, *, sql: str | None,
                  query_id: int | None, host_ids: Sequence[int] = (),
                  label_ids: Sequence[int] = (), start: bool = True) -> Campaign:
     """Create a campaign for the selected hosts and labels; `start` hands it to the hosts."""
-    qid, text = await _query_sql(ctx, viewer, sql, query_id)
+    qid, text, teams = await _query_sql(ctx, viewer, sql, query_id)
     async with ctx.db.begin() as conn:
-        resolved = await store.resolve_targets(conn, host_ids, label_ids)
+        resolved = await store.resolve_targets(conn, host_ids, label_ids, teams)
         if not resolved:
             raise BadRequest("no hosts targeted")
         record = await store.create(conn, query_id=qid, user_id=viewer.user_id,
@@ -90,13 +97,14 @@ async def create_by_identifiers(ctx: ServiceContext, viewer: Viewer, *, sql: str
                                 labels: Sequence[str]) -> Campaign:
     """Like `create`, with hosts by hostname/UUID/serial and labels by name (fleetctl)."""
     # Authorize before the lookups, so unknown label names tell nobody unauthorized anything.
-    viewer.require(Action.RUN_SAVED_QUERIES if query_id else Action.RUN_NEW_QUERIES)
+    teams = authorize_any(viewer, Action.RUN_SAVED_QUERIES if query_id else
+                          Action.RUN_NEW_QUERIES, Subject(observer_can_run=True))
     async with ctx.db.connect() as conn:
         label_ids = await store.label_ids_by_name(conn, labels) if labels else {}
         unknown = [name for name in labels if name not in label_ids]
         if unknown:
             raise BadRequest(f"Invalid label name(s): {', '.join(unknown)}.")
-        host_ids = await store.host_ids_by_identifier(conn, hosts) if hosts else []
+        host_ids = await store.host_ids_by_identifier(conn, hosts, teams) if hosts else []
     return await create(ctx, viewer, sql=sql, query_id=query_id, host_ids=host_ids,
                         label_ids=list(label_ids.values()))
 
@@ -121,8 +129,7 @@ async def load(ctx: ServiceContext, viewer: Viewer, campaign_id: int) -> Campaig
         record = await store.get(conn, campaign_id)
     if record is None:
         raise NotFound(f"cannot find campaign for ID {campaign_id}")
-    if record.user_id != viewer.user_id:
-        raise PermissionDenied("forbidden")
+    authorize(viewer, Action.WATCH_CAMPAIGN, Subject(owner_id=record.user_id))
     return record
 
 
@@ -281,9 +288,8 @@ async def run_on_host(ctx: ServiceContext, viewer: Viewer, host_id: int, sql: st
                       wait_seconds: float) -> HostAnswer:
     """Run new SQL on one host and wait for its answer. The viewer is authorized before the
     host is looked up, so its existence and status tell nobody who may not run queries."""
-    viewer.require(Action.RUN_NEW_QUERIES)
-    viewer.require(Action.READ_HOSTS)
-    status = await host_status(ctx, host_id)
+    authorize_any(viewer, Action.RUN_NEW_QUERIES)
+    status = await host_status(ctx, viewer, host_id)
     if status != "online":
         return HostAnswer(status, [], None)
     _campaign, answers = await run_sync(ctx, viewer, sql=sql, query_id=None,
@@ -294,10 +300,12 @@ async def run_on_host(ctx: ServiceContext, viewer: Viewer, host_id: int, sql: st
     return HostAnswer(status, answer.rows, answer.error)
 
 
-async def host_status(ctx: ServiceContext, host_id: int) -> str:
-    """online/offline of one host; NotFound if it does not exist (internal: no viewer)."""
+async def host_status(ctx: ServiceContext, viewer: Viewer, host_id: int) -> str:
+    """online/offline of one host; NotFound if it does not exist or the viewer's teams do not
+    hold it."""
+    teams = authorize_any(viewer, Action.READ_HOSTS)
     async with ctx.db.connect() as conn:
-        f = await store.host_seen_facts(conn, host_id)
+        f = await store.host_seen_facts(conn, host_id, teams)
     if f is None:
         raise NotFound(f"Host {host_id} was not found in the datastore")
     return hoststatus.status(f.seen_time, f.distributed_interval, f.config_tls_refresh,

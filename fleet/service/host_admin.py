@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.core.authz import Action, Viewer
+from fleet.core.authz import Action, Viewer, authorize, authorize_any
 from fleet.core.errors import BadRequest, NotFound
 from fleet.core.hosts import Host, HostValues
 from fleet.core.labels import Label
@@ -33,46 +33,50 @@ class HostList:
 
 async def list_hosts(ctx: ServiceContext, viewer: Viewer, opts: ListOptions,
                      status: str | None = None) -> HostList:
-    viewer.require(Action.READ_HOSTS)
+    teams = authorize_any(viewer, Action.READ_HOSTS)
     now = utcnow()
     async with ctx.db.connect() as conn:
-        return HostList(await store.list_hosts(conn, opts, status=status, now=now), now)
+        return HostList(await store.list_hosts(conn, opts, status=status, now=now,
+                                               teams=teams), now)
 
 
 async def count_hosts(ctx: ServiceContext, viewer: Viewer, opts: ListOptions,
                       status: str | None = None, label_id: int | None = None) -> int:
-    viewer.require(Action.READ_HOSTS)
+    teams = authorize_any(viewer, Action.READ_HOSTS)
     async with ctx.db.connect() as conn:
         return await store.count_hosts(conn, opts, status=status, label_id=label_id,
-                                       now=utcnow())
+                                       now=utcnow(), teams=teams)
 
 
-async def _detail(conn: AsyncConnection, host: Host | None, missing: str) -> HostDetail:
+async def _detail(conn: AsyncConnection, viewer: Viewer, host: Host | None,
+                  missing: str) -> HostDetail:
+    """The found host, if the viewer may read it (a host of another team is a 403)."""
     if host is None:
         raise NotFound(missing)
+    authorize(viewer, Action.READ_HOSTS, host)
     return HostDetail(host, await store.host_labels(conn, host.id), utcnow())
 
 
 async def get_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> HostDetail:
-    viewer.require(Action.READ_HOSTS)
+    authorize_any(viewer, Action.READ_HOSTS)
     async with ctx.db.connect() as conn:
-        return await _detail(conn, await store.get_host(conn, host_id),
+        return await _detail(conn, viewer, await store.get_host(conn, host_id),
                              f"Host with id={host_id} was not found in the datastore")
 
 
 async def find_host(ctx: ServiceContext, viewer: Viewer, identifier: str) -> HostDetail:
     """By hostname, uuid, hardware serial or osquery host id (the lowest id wins)."""
-    viewer.require(Action.READ_HOSTS)
+    authorize_any(viewer, Action.READ_HOSTS)
     async with ctx.db.connect() as conn:
-        return await _detail(conn, await store.find_host(conn, identifier),
+        return await _detail(conn, viewer, await store.find_host(conn, identifier),
                              f"Host with identifier={identifier} was not found in the datastore")
 
 
 async def delete_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> None:
     """Delete the host; it re-enrolls if it still holds a valid enroll secret."""
-    viewer.require(Action.WRITE_HOSTS)
+    teams = authorize_any(viewer, Action.WRITE_HOSTS)
     async with ctx.db.begin() as conn:
-        if not await store.delete_hosts(conn, [host_id]):
+        if not await store.delete_hosts(conn, [host_id], teams=teams):
             raise NotFound(f"Host with id={host_id} was not found in the datastore")
     await ctx.host_changed(host_id)
 
@@ -90,7 +94,7 @@ class HostFilters:
 async def delete_hosts(ctx: ServiceContext, viewer: Viewer, *, ids: Sequence[int] | None,
                        filters: HostFilters | None) -> int:
     """Bulk delete by ids or by filters (exactly one of them); returns how many went."""
-    viewer.require(Action.WRITE_HOSTS)
+    teams = authorize_any(viewer, Action.WRITE_HOSTS)
     if ids is not None and filters is not None:
         raise BadRequest("Cannot specify a list of ids and filters at the same time")
     if ids is None and filters is None:
@@ -101,7 +105,7 @@ async def delete_hosts(ctx: ServiceContext, viewer: Viewer, *, ids: Sequence[int
                 raise BadRequest("Cannot filter by both status and label_id", name="filters")
             ids = await store.matching_host_ids(
                 conn, query=filters.query, status=filters.status, label_id=filters.label_id,
-                team_id=filters.team_id, now=utcnow())
-        deleted = await store.delete_hosts(conn, list(ids or []))
+                team_id=filters.team_id, now=utcnow(), teams=teams)
+        deleted = await store.delete_hosts(conn, list(ids or []), teams=teams)
     await ctx.hosts_changed(deleted)
     return len(deleted)

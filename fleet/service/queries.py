@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.core.authz import Action, Viewer
+from fleet.core.authz import GLOBAL, Action, Viewer, authorize, authorize_any
 from fleet.core.errors import NotFound, ValidationFailed
 from fleet.core.queries import Query
 from fleet.service.context import ServiceContext
@@ -78,10 +78,10 @@ async def _existing(conn: AsyncConnection, query_id: int) -> Query:
 
 
 async def list_queries(ctx: ServiceContext, viewer: Viewer, opts: ListOptions) -> QueryPage:
-    viewer.require(Action.READ_QUERIES)
+    teams = authorize_any(viewer, Action.READ_QUERIES)
     async with ctx.db.connect() as conn:
-        rows = await store.list_saved_queries(conn, opts, peek=True)
-        count = await store.count_saved_queries(conn, opts)
+        rows = await store.list_saved_queries(conn, opts, teams=teams, peek=True)
+        count = await store.count_saved_queries(conn, opts, teams=teams)
     more = opts.per_page is not None and len(rows) > opts.per_page
     return QueryPage(queries=rows[:opts.per_page] if more else rows, count=count,
                      has_next_results=more,
@@ -90,15 +90,17 @@ async def list_queries(ctx: ServiceContext, viewer: Viewer, opts: ListOptions) -
 
 async def get_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> Query:
     """Any query by id (saved or a live query's), with author_name and author_email."""
-    viewer.require(Action.READ_QUERIES)
+    authorize_any(viewer, Action.READ_QUERIES)
     async with ctx.db.connect() as conn:
-        return await _existing(conn, query_id)
+        query = await _existing(conn, query_id)
+    authorize(viewer, Action.READ_QUERIES, query)
+    return query
 
 
 async def create_query(ctx: ServiceContext, viewer: Viewer,
                        fields: Mapping[str, Any]) -> Query:
     """A saved global query; `fields` must hold name and query, the rest defaults."""
-    viewer.require(Action.WRITE_QUERIES)
+    authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     values = _validated({**DEFAULTS, **fields})
     now = utcnow()
     async with ctx.db.begin() as conn:
@@ -112,7 +114,7 @@ async def create_query(ctx: ServiceContext, viewer: Viewer,
 
 async def modify_query(ctx: ServiceContext, viewer: Viewer, query_id: int,
                        fields: Mapping[str, Any]) -> Query:
-    viewer.require(Action.WRITE_QUERIES)
+    authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     values = _validated(fields)
     async with ctx.db.begin() as conn:
         await _existing(conn, query_id)
@@ -124,7 +126,7 @@ async def modify_query(ctx: ServiceContext, viewer: Viewer, query_id: int,
 
 
 async def delete_query_by_name(ctx: ServiceContext, viewer: Viewer, name: str) -> None:
-    viewer.require(Action.WRITE_QUERIES)
+    authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     async with ctx.db.begin() as conn:
         query = await store.get_saved_query_by_name(conn, name)
         if query is None:
@@ -134,7 +136,7 @@ async def delete_query_by_name(ctx: ServiceContext, viewer: Viewer, name: str) -
 
 
 async def delete_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> None:
-    viewer.require(Action.WRITE_QUERIES)
+    authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     async with ctx.db.begin() as conn:
         if not await store.delete_queries(conn, [query_id]):
             raise _not_found(query_id)
@@ -143,7 +145,7 @@ async def delete_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> No
 
 async def delete_queries(ctx: ServiceContext, viewer: Viewer, ids: Sequence[int]) -> int:
     """Bulk delete; returns how many of `ids` existed."""
-    viewer.require(Action.WRITE_QUERIES)
+    authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     async with ctx.db.begin() as conn:
         deleted = await store.delete_queries(conn, list(set(ids)))
     await ctx.agent_config_changed()
@@ -151,13 +153,13 @@ async def delete_queries(ctx: ServiceContext, viewer: Viewer, ids: Sequence[int]
 
 
 async def query_specs(ctx: ServiceContext, viewer: Viewer) -> Sequence[Query]:
-    viewer.require(Action.READ_QUERIES)
+    teams = authorize_any(viewer, Action.READ_QUERIES)
     async with ctx.db.connect() as conn:
-        return await store.list_saved_queries(conn, ListOptions(order_key="name"))
+        return await store.list_saved_queries(conn, ListOptions(order_key="name"), teams=teams)
 
 
 async def query_spec(ctx: ServiceContext, viewer: Viewer, name: str) -> Query:
-    viewer.require(Action.READ_QUERIES)
+    authorize(viewer, Action.READ_QUERIES, GLOBAL)
     async with ctx.db.connect() as conn:
         query = await store.get_saved_query_by_name(conn, name)
     if query is None:
@@ -169,7 +171,7 @@ async def apply_query_specs(ctx: ServiceContext, viewer: Viewer,
                             specs: Sequence[Mapping[str, Any]]) -> None:
     """Create or overwrite global queries by name; fields a spec omits get their defaults.
     All specs are validated before anything is written, and written in one transaction."""
-    viewer.require(Action.WRITE_QUERIES)
+    authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     names = [spec.get("name", "") for spec in specs]
     if len(set(names)) != len(names):
         raise ValidationFailed("duplicate query name in specs", name="name")
@@ -184,7 +186,7 @@ async def apply_query_specs(ctx: ServiceContext, viewer: Viewer,
 
 async def create_unsaved_query(ctx: ServiceContext, viewer: Viewer, sql: str) -> int:
     """The hidden query a live campaign runs: `distributed_<email>_<unix nanos>`."""
-    viewer.require(Action.RUN_NEW_QUERIES)
+    authorize_any(viewer, Action.RUN_NEW_QUERIES)
     _check("query", sql)
     now = utcnow()
     # A 255-character email must not push the name past its column.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fleet.core.authz import Action, Viewer
+from fleet.core.authz import GLOBAL, Action, Viewer, authorize
 from fleet.core.errors import Conflict, NotFound
 from fleet.service.context import ServiceContext
 from fleet.store import cron_stats
@@ -19,7 +19,7 @@ async def trigger(ctx: ServiceContext, viewer: Viewer, name: str,
                   names: Sequence[str]) -> None:
     """Queue a run of schedule `name` (one of the registered `names`) unless one of it is
     already waiting or running."""
-    viewer.require(Action.TRIGGER_SCHEDULES)
+    authorize(viewer, Action.TRIGGER_SCHEDULES, GLOBAL)
     if name not in names:
         raise _with_message(NotFound(
             f"invalid name; supported trigger names are {', '.join(sorted(names))}",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.core.authz import Action, Viewer
+from fleet.core.authz import GLOBAL, Action, Viewer, authorize
 from fleet.core.errors import Conflict, ValidationFailed
 from fleet.core.secrets import EnrollSecret
 from fleet.service.context import ServiceContext
@@ -51,7 +51,7 @@ async def _add_global(conn: AsyncConnection, values: Sequence[str]) -> None:
 
 
 async def get_global_secrets(ctx: ServiceContext, viewer: Viewer) -> Sequence[EnrollSecret]:
-    viewer.require(Action.READ_SECRETS)
+    authorize(viewer, Action.READ_SECRETS, GLOBAL)
     async with ctx.db.connect() as conn:
         return await store.list_global_secrets(conn)
 
@@ -59,7 +59,7 @@ async def get_global_secrets(ctx: ServiceContext, viewer: Viewer) -> Sequence[En
 async def apply_global_secrets(ctx: ServiceContext, viewer: Viewer,
                                values: Sequence[str]) -> None:
     """Make `values` the complete set of global secrets (an empty list removes them all)."""
-    viewer.require(Action.WRITE_SECRETS)
+    authorize(viewer, Action.WRITE_SECRETS, GLOBAL)
     _validate(values)
     async with ctx.db.begin() as conn:
         await store.delete_global_secrets_except(conn, values)

@@ -17,8 +17,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleet.config import Config
-from fleet.core.authz import Action, Role, Viewer
-from fleet.core.errors import BadRequest, NotFound, PermissionDenied, ValidationFailed
+from fleet.core.authz import (
+    GLOBAL,
+    Action,
+    Role,
+    Subject,
+    Viewer,
+    authorize,
+    authorize_any,
+)
+from fleet.core.errors import BadRequest, NotFound, ValidationFailed
 from fleet.core.users import User
 from fleet.service import sessions
 from fleet.service.context import ServiceContext
@@ -106,7 +114,7 @@ async def insert_new_user(cfg: Config, conn: AsyncConnection,
 async def create_user(ctx: ServiceContext, viewer: Viewer,
                       new: NewUser) -> tuple[User, str | None]:
     """Admin-created user: (user, token), the token only for API-only users."""
-    viewer.require(Action.WRITE_USERS)
+    authorize(viewer, Action.WRITE_USERS, GLOBAL)
     values = await new_user_values(ctx.cfg, new)
     async with ctx.db.begin() as conn:
         user_id, token = await insert_new_user(ctx.cfg, conn, values, api_only=new.api_only)
@@ -131,29 +139,24 @@ async def _password_hash(conn: AsyncConnection, user_id: int) -> bytes:
     return hashed
 
 
-def _require_self_or_admin(viewer: Viewer, user_id: int) -> None:
-    if viewer.user_id != user_id and not viewer.can(Action.WRITE_USERS):
-        raise PermissionDenied("forbidden")
-
-
 async def get_user(ctx: ServiceContext, viewer: Viewer, user_id: int) -> User:
-    _require_self_or_admin(viewer, user_id)
+    authorize(viewer, Action.READ_USERS, Subject(owner_id=user_id))
     async with ctx.db.connect() as conn:
         return await _existing(conn, user_id)
 
 
 async def list_users(ctx: ServiceContext, viewer: Viewer,
                      opts: ListOptions) -> Sequence[User]:
-    viewer.require(Action.READ_USERS)
+    teams = authorize_any(viewer, Action.READ_USERS)
     async with ctx.db.connect() as conn:
-        return await store.list_users(conn, opts)
+        return await store.list_users(conn, opts, teams=teams)
 
 
 async def modify_user(ctx: ServiceContext, viewer: Viewer, user_id: int,
                       changes: UserChanges) -> User:
-    _require_self_or_admin(viewer, user_id)
-    if changes.global_role is not None and not viewer.can(Action.WRITE_USERS):
-        raise PermissionDenied("only admins can change roles")
+    authorize(viewer, Action.WRITE_USERS, Subject(owner_id=user_id))
+    if changes.global_role is not None:
+        authorize(viewer, Action.WRITE_USERS, GLOBAL, "only admins can change roles")
     if changes.name is not None:
         _validate_name(changes.name)
     if changes.email is not None:
@@ -201,7 +204,7 @@ async def _ensure_another_admin(conn: AsyncConnection) -> None:
 
 async def delete_user(ctx: ServiceContext, viewer: Viewer, user_id: int) -> None:
     """Delete a user and end all their sessions. Admins cannot delete themselves."""
-    viewer.require(Action.WRITE_USERS)
+    authorize(viewer, Action.WRITE_USERS, GLOBAL)
     if user_id == viewer.user_id:
         raise ValidationFailed("cannot delete yourself", name="id")
     async with ctx.db.begin() as conn:
@@ -231,7 +234,7 @@ async def perform_required_password_reset(ctx: ServiceContext, viewer: Viewer,
 async def require_password_reset(ctx: ServiceContext, viewer: Viewer, user_id: int,
                                  require: bool) -> User:
     """Admins flag (or unflag) a user; flagging logs them out everywhere."""
-    viewer.require(Action.WRITE_USERS)
+    authorize(viewer, Action.WRITE_USERS, GLOBAL)
     async with ctx.db.begin() as conn:
         user = await _existing(conn, user_id)
         if require and user.api_only:

@@ -9,11 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleet.core.authz import TeamFilter
 from fleet.core.campaigns import STATUS_RUNNING, STATUS_WAITING, CampaignRecord
 from fleet.core.hosts import HostSeen
 from fleet.core.labels import ALL_HOSTS
 from fleet.store.db import utcnow
-from fleet.store.host_search import identified_by
+from fleet.store.host_search import identified_by, team_clause
 from fleet.store.schema import (
     distributed_query_campaign_targets as targets,
 )
@@ -89,8 +90,9 @@ def _targeted_host_ids(campaign_id: int) -> sa.Select[Any]:
 
 
 async def resolve_targets(conn: AsyncConnection, host_ids: Sequence[int],
-                          label_ids: Sequence[int]) -> list[int]:
-    """Host ids for explicit hosts and labels, before a campaign exists (sorted)."""
+                          label_ids: Sequence[int], teams: TeamFilter) -> list[int]:
+    """Host ids for explicit hosts and labels, before a campaign exists (sorted), of the
+    hosts within `teams`."""
     conds: list[Any] = []
     if host_ids:
         conds.append(hosts.c.id.in_(list(host_ids)))
@@ -101,7 +103,8 @@ async def resolve_targets(conn: AsyncConnection, host_ids: Sequence[int],
                                        labels.c.name == ALL_HOSTS))
     if not conds:
         return []
-    rows = await conn.execute(sa.select(hosts.c.id).where(sa.or_(*conds)).order_by(hosts.c.id))
+    rows = await conn.execute(sa.select(hosts.c.id).where(
+        sa.or_(*conds), team_clause(hosts.c.team_id, teams)).order_by(hosts.c.id))
     return [int(r.id) for r in rows]
 
 
@@ -121,8 +124,10 @@ async def target_seen_facts(conn: AsyncConnection, campaign_id: int) -> list[Hos
     return [HostSeen(*row) for row in await conn.execute(stmt)]
 
 
-async def host_seen_facts(conn: AsyncConnection, host_id: int) -> HostSeen | None:
-    row = (await conn.execute(_seen_facts(hosts.c.id == host_id))).first()
+async def host_seen_facts(conn: AsyncConnection, host_id: int,
+                          teams: TeamFilter) -> HostSeen | None:
+    row = (await conn.execute(_seen_facts(sa.and_(
+        hosts.c.id == host_id, team_clause(hosts.c.team_id, teams))))).first()
     return None if row is None else HostSeen(*row)
 
 
@@ -132,7 +137,10 @@ async def label_ids_by_name(conn: AsyncConnection, names: Sequence[str]) -> dict
     return {r.name: int(r.id) for r in rows}
 
 
-async def host_ids_by_identifier(conn: AsyncConnection, identifiers: Sequence[str]) -> list[int]:
-    """Hosts whose hostname, uuid, hardware serial or osquery host id is listed."""
-    rows = await conn.execute(sa.select(hosts.c.id).where(identified_by(identifiers)))
+async def host_ids_by_identifier(conn: AsyncConnection, identifiers: Sequence[str],
+                                 teams: TeamFilter) -> list[int]:
+    """Hosts within `teams` whose hostname, uuid, hardware serial or osquery host id is
+    listed."""
+    rows = await conn.execute(sa.select(hosts.c.id).where(
+        identified_by(identifiers), team_clause(hosts.c.team_id, teams)))
     return sorted(int(r.id) for r in rows)

@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from fleet.core import hoststatus
+from fleet.core.authz import TeamFilter
 from fleet.core.errors import BadRequest
 from fleet.core.hosts import HOST_FIELDS, Host, HostValues
 from fleet.core.labels import Label
@@ -58,6 +59,16 @@ def search_clause(text: str, columns: Sequence[ColumnElement[Any]]) -> ColumnEle
     if not text:
         return None
     return sa.or_(*(col.contains(text, autoescape=True) for col in columns))
+
+
+def team_clause(column: ColumnElement[Any], teams: TeamFilter) -> ColumnElement[bool]:
+    """`teams` on a `team_id` column (TRUE, which AND drops, when it restricts nothing)."""
+    if teams.unrestricted:
+        return sa.true()
+    allowed = [column.isnot(None) if teams.all_teams else column.in_(sorted(teams.team_ids))]
+    if teams.global_objects:
+        allowed.append(column.is_(None))
+    return sa.or_(*allowed)
 
 
 def apply_list_options(stmt: sa.Select[Any], opts: ListOptions,
@@ -151,8 +162,9 @@ def status_clause(status: str, now: dt.datetime) -> ColumnElement[bool]:
     raise BadRequest(f"invalid status: {status}", name="status")
 
 
-def _filters(opts: ListOptions, status: str | None, now: dt.datetime) -> list[ColumnElement[bool]]:
-    where = []
+def _filters(opts: ListOptions, status: str | None, now: dt.datetime,
+             teams: TeamFilter) -> list[ColumnElement[bool]]:
+    where = [team_clause(hosts.c.team_id, teams)]
     text = search_clause(opts.query, _SEARCHED)
     if text is not None:
         where.append(text)
@@ -170,17 +182,18 @@ async def _hosts(conn: AsyncConnection, stmt: sa.Select[Any]) -> list[Host]:
 
 
 async def list_hosts(conn: AsyncConnection, opts: ListOptions, *, status: str | None,
-                     now: dt.datetime) -> list[HostValues]:
+                     now: dt.datetime, teams: TeamFilter) -> list[HostValues]:
     """Hosts as `HostValues` tuples (the fast path: lists may hold every host)."""
-    stmt = _select_hosts().where(*_filters(opts, status, now))
+    stmt = _select_hosts().where(*_filters(opts, status, now, teams))
     stmt = apply_list_options(stmt, opts, HOST_SORTABLE, hosts.c.id)
     return [tuple(row) for row in await conn.execute(stmt)]
 
 
 def _source_and_filters(opts: ListOptions, status: str | None, label_id: int | None,
-                        now: dt.datetime) -> tuple[Any, list[ColumnElement[bool]]]:
+                        now: dt.datetime,
+                        teams: TeamFilter) -> tuple[Any, list[ColumnElement[bool]]]:
     source = _FROM
-    where = _filters(opts, status, now)
+    where = _filters(opts, status, now, teams)
     if label_id is not None:
         source = source.join(label_membership, label_membership.c.host_id == hosts.c.id)
         where.append(label_membership.c.label_id == label_id)
@@ -188,17 +201,17 @@ def _source_and_filters(opts: ListOptions, status: str | None, label_id: int | N
 
 
 async def count_hosts(conn: AsyncConnection, opts: ListOptions, *, status: str | None,
-                      label_id: int | None, now: dt.datetime) -> int:
-    source, where = _source_and_filters(opts, status, label_id, now)
+                      label_id: int | None, now: dt.datetime, teams: TeamFilter) -> int:
+    source, where = _source_and_filters(opts, status, label_id, now, teams)
     stmt = sa.select(sa.func.count()).select_from(source).where(*where)
     return int((await conn.execute(stmt)).scalar_one())
 
 
 async def matching_host_ids(conn: AsyncConnection, *, query: str, status: str | None,
                             label_id: int | None, team_id: int | None,
-                            now: dt.datetime) -> list[int]:
+                            now: dt.datetime, teams: TeamFilter) -> list[int]:
     """Ids of the hosts a bulk action's filters select (every host when none is given)."""
-    source, where = _source_and_filters(ListOptions(query=query), status, label_id, now)
+    source, where = _source_and_filters(ListOptions(query=query), status, label_id, now, teams)
     if team_id is not None:
         where.append(hosts.c.team_id == team_id)
     stmt = sa.select(hosts.c.id).select_from(source).where(*where).order_by(hosts.c.id)
@@ -239,13 +252,16 @@ async def host_labels(conn: AsyncConnection, host_id: int) -> list[Label]:
 DELETE_BATCH = 1000
 
 
-async def delete_hosts(conn: AsyncConnection, host_ids: Sequence[int]) -> list[int]:
-    """Delete the hosts and the rows that hang off them; returns the ids that existed."""
+async def delete_hosts(conn: AsyncConnection, host_ids: Sequence[int], *,
+                       teams: TeamFilter) -> list[int]:
+    """Delete the hosts and the rows that hang off them; returns the ids that existed
+    (hosts outside `teams` count as absent)."""
     deleted: list[int] = []
     for i in range(0, len(host_ids), DELETE_BATCH):
         batch = list(host_ids[i:i + DELETE_BATCH])
         existing = list((await conn.execute(
-            sa.select(hosts.c.id).where(hosts.c.id.in_(batch)))).scalars())
+            sa.select(hosts.c.id).where(hosts.c.id.in_(batch),
+                                        team_clause(hosts.c.team_id, teams)))).scalars())
         if not existing:
             continue
         for table in HOST_CHILD_TABLES:

@@ -14,10 +14,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleet.core.authz import TeamFilter
 from fleet.core.errors import AlreadyExists
 from fleet.core.queries import Query
 from fleet.store.db import duplicate_raises, upsert
-from fleet.store.host_search import ListOptions, apply_list_options, search_clause
+from fleet.store.host_search import ListOptions, apply_list_options, search_clause, team_clause
 from fleet.store.schema import queries, users
 
 # Query field -> column, where they differ.
@@ -49,8 +50,9 @@ def _name_taken(name: str) -> AlreadyExists:
     return AlreadyExists(f"a query named {name!r} already exists", name="name")
 
 
-def _saved_global(opts: ListOptions) -> list[sa.ColumnElement[bool]]:
-    where: list[sa.ColumnElement[bool]] = [queries.c.saved.is_(True), _GLOBAL]
+def _saved_global(opts: ListOptions, teams: TeamFilter) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = [queries.c.saved.is_(True), _GLOBAL,
+                                           team_clause(queries.c.team_id, teams)]
     text = search_clause(opts.query, (queries.c.name,))
     if text is not None:
         where.append(text)
@@ -80,14 +82,15 @@ async def get_saved_query_by_name(conn: AsyncConnection, name: str) -> Query | N
     return found[0] if found else None
 
 
-async def list_saved_queries(conn: AsyncConnection, opts: ListOptions, *,
+async def list_saved_queries(conn: AsyncConnection, opts: ListOptions, *, teams: TeamFilter,
                              peek: bool = False) -> list[Query]:
-    return await _fetch(conn, apply_list_options(_SELECT.where(*_saved_global(opts)), opts,
-                                                 _SORTABLE, queries.c.id, peek=peek))
+    return await _fetch(conn, apply_list_options(_SELECT.where(*_saved_global(opts, teams)),
+                                                 opts, _SORTABLE, queries.c.id, peek=peek))
 
 
-async def count_saved_queries(conn: AsyncConnection, opts: ListOptions) -> int:
-    stmt = sa.select(sa.func.count()).select_from(queries).where(*_saved_global(opts))
+async def count_saved_queries(conn: AsyncConnection, opts: ListOptions, *,
+                              teams: TeamFilter) -> int:
+    stmt = sa.select(sa.func.count()).select_from(queries).where(*_saved_global(opts, teams))
     return int((await conn.execute(stmt)).scalar_one())
 
 

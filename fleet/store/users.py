@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.core.authz import Role
+from fleet.core.authz import Role, TeamFilter
 from fleet.core.errors import AlreadyExists
 from fleet.core.users import User
 from fleet.store.db import duplicate_raises
@@ -92,8 +92,11 @@ async def count_admins(conn: AsyncConnection) -> int:
     return int((await conn.execute(stmt)).scalar_one())
 
 
-async def list_users(conn: AsyncConnection, opts: ListOptions) -> list[User]:
+async def list_users(conn: AsyncConnection, opts: ListOptions, *,
+                     teams: TeamFilter) -> list[User]:
     stmt = sa.select(*USER_COLUMNS).where(users.c.enabled.is_(True))
+    if not teams.all_teams:  # the members of a viewer's teams come with the user_teams table
+        stmt = stmt.where(sa.false())
     text = search_clause(opts.query, (users.c.name, users.c.email))
     if text is not None:
         stmt = stmt.where(text)
