@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -35,8 +35,7 @@ OPENAPI = "/api/latest/fleet/openapi.json"
 DUPLICATE_PREFIXES = ("/api/v1/fleet/", "/api/2022-04/fleet/", "/api/v1/setup")
 # Ending the fuzzer's own session would only turn the rest of the run into 401s.
 SELF_ENDING = {("post", "/api/latest/fleet/logout")}
-SECOND_USER_ID = 2
-URL_TEXT = 4000  # the fuzzer is user 1; ids in user paths never name it
+URL_TEXT = 4000
 
 hostile_strings = st.sampled_from([
     "\ud800", "a\udfffb", "\udc80\ud800", "\x00", "\U0001f600", "", " ", "9" * 40,
@@ -137,15 +136,17 @@ def operations(doc: dict[str, Any]) -> list[Operation]:
     return found
 
 
-def _path_value(name: str) -> st.SearchStrategy[Any]:
-    ids = st.sampled_from([1, 2, 3, 0, -1, 2**63, 2**64, 10**30, "abc", "1.5", "%F0%9F"])
-    if name == "user_id":
-        ids = ids.filter(lambda v: v != 1) | st.just(SECOND_USER_ID)
+def _path_value(name: str, known: Mapping[str, int]) -> st.SearchStrategy[Any]:
+    """Ids of objects that exist (`known`, by parameter name) and of ones that do not. The
+    fuzzer's own user is never among them: ids in user paths name the second user."""
+    real = known.get(name, 1)
+    ids = st.sampled_from([real, real + 1, 0, -1, 2**63, 2**64, 10**30, "abc", "1.5",
+                           "%F0%9F"])
     names = st.text(max_size=10) | hostile_strings.filter(lambda s: len(s) < 5000)
     return ids if name.endswith("_id") else names | ids
 
 
-def cases_for(op: Operation, doc: dict[str, Any]) -> list[Case]:
+def cases_for(op: Operation, doc: dict[str, Any], known: Mapping[str, int]) -> list[Case]:
     cases: list[Case] = []
     query_strategies = {name: from_schema(schema, doc) for name, schema in op.query_params}
     body = from_schema(op.body, doc) if op.body else st.none()
@@ -154,7 +155,8 @@ def cases_for(op: Operation, doc: dict[str, Any]) -> list[Case]:
 
     @settings(max_examples=EXAMPLES_PER_OPERATION, derandomize=True, database=None,
               deadline=None, suppress_health_check=list(HealthCheck))
-    @given(path_values=st.fixed_dictionaries({n: _path_value(n) for n in op.path_params}),
+    @given(path_values=st.fixed_dictionaries({n: _path_value(n, known)
+                                              for n in op.path_params}),
            params=st.fixed_dictionaries({}, optional=query_strategies),
            unknown_param=st.sampled_from([None] * 7 + [{"no_such_filter": "x"}]),
            payload=st.one_of(body, body, body, junk_body),
@@ -216,7 +218,8 @@ async def client(ctx: ServiceContext) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def _setup(ctx: ServiceContext, client: httpx.AsyncClient) -> str:
+async def _setup(ctx: ServiceContext, client: httpx.AsyncClient) -> tuple[str, dict[str, int]]:
+    """The fuzzer's admin token, and the ids of a second user and of an offline host."""
     r = await client.post("/api/v1/setup", json={
         "admin": {"admin": True, "email": ADMIN_EMAIL, "name": "Admin", "password": PASSWORD,
                   "password_confirmation": PASSWORD},
@@ -227,7 +230,8 @@ async def _setup(ctx: ServiceContext, client: httpx.AsyncClient) -> str:
         "Authorization": f"Bearer {token}"}, json={
         "email": "observer@example.com", "name": "Observer", "password": PASSWORD,
         "global_role": "observer", "admin_forced_password_reset": False})
-    assert r.status_code == 200 and r.json()["user"]["id"] == SECOND_USER_ID, r.text
+    assert r.status_code == 200, r.text
+    known = {"user_id": r.json()["user"]["id"]}
     secret = (await client.get("/api/latest/fleet/spec/enroll_secret", headers={
         "Authorization": f"Bearer {token}"})).json()["spec"]["secrets"][0]["secret"]
     r = await client.post("/api/osquery/enroll", json={"enroll_secret": secret,
@@ -238,12 +242,12 @@ async def _setup(ctx: ServiceContext, client: httpx.AsyncClient) -> str:
     [host] = (await client.get("/api/latest/fleet/hosts", headers={
         "Authorization": f"Bearer {token}"})).json()["hosts"]
     await host_store.mark_seen(ctx.db, [host["id"]], utcnow() - dt.timedelta(days=1))
-    return token
+    return token, {**known, "host_id": host["id"]}
 
 
 async def test_no_rest_request_gets_a_5xx(ctx: ServiceContext,
                                           client: httpx.AsyncClient) -> None:
-    token = await _setup(ctx, client)
+    token, known = await _setup(ctx, client)
     doc = (await client.get(OPENAPI)).json()
     ops = operations(doc)
     assert len(ops) >= 30, [f"{o.method} {o.path}" for o in ops]
@@ -251,7 +255,7 @@ async def test_no_rest_request_gets_a_5xx(ctx: ServiceContext,
     statuses: dict[int, int] = {}
     sent = 0
     for op in ops:
-        for case in cases_for(op, doc):
+        for case in cases_for(op, doc, known):
             r = await client.request(**encode(case, token))
             sent += 1
             statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
