@@ -116,13 +116,6 @@ class Database:
         if self.health_engine is not self.engine:
             await self.health_engine.dispose()
 
-    async def upsert(self, conn: AsyncConnection, table: sa.Table,
-                     rows: Sequence[dict[str, Any]], keys: Sequence[str],
-                     update: Sequence[str]) -> None:
-        """`upsert` for the agent-path store (`store/hosts.py`), which still passes the
-        Database along; new code calls the module function with its connection."""
-        await upsert(conn, table, rows, keys, update)
-
 
 async def upsert(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]],
                  keys: Sequence[str], update: Sequence[str]) -> None:

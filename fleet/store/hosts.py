@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.store.db import Database, insert_ignore, utcnow
+from fleet.store.db import Database, insert_ignore, upsert, utcnow
 from fleet.store.schema import host_seen_times, hosts, label_membership, labels, max_int, metadata
 
 # Fleet's "never": timestamps that make every refresh due at the first check-in.
@@ -170,5 +170,5 @@ async def mark_seen(db: Database, host_ids: Iterable[int], seen: dt.datetime) ->
     rows = [{"host_id": h, "seen_time": seen} for h in host_ids]
     async with db.begin() as conn:
         for i in range(0, len(rows), SEEN_BATCH):
-            await db.upsert(conn, host_seen_times, rows[i:i + SEEN_BATCH], keys=["host_id"],
-                            update=["seen_time"])
+            await upsert(conn, host_seen_times, rows[i:i + SEEN_BATCH], keys=["host_id"],
+                         update=["seen_time"])
