@@ -30,6 +30,11 @@ class PermissionDenied(FleetError):
 class NotFound(FleetError):
     status, message = 404, "Resource Not Found"
 
+    @classmethod
+    def of(cls, what: str) -> NotFound:
+        """Fleet's reason for a missing object: `NotFound.of(f"Host with id={id}")`."""
+        return cls(f"{what} was not found in the datastore")
+
 
 class MethodNotAllowed(FleetError):
     status, message = 405, "Method Not Allowed"

@@ -307,7 +307,7 @@ async def host_status(ctx: ServiceContext, viewer: Viewer, host_id: int) -> str:
     async with ctx.db.connect() as conn:
         f = await store.host_seen_facts(conn, host_id, teams)
     if f is None:
-        raise NotFound(f"Host {host_id} was not found in the datastore")
+        raise NotFound.of(f"Host {host_id}")
     return hoststatus.status(f.seen_time, f.distributed_interval, f.config_tls_refresh,
                              utcnow())
 

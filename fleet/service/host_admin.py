@@ -52,7 +52,7 @@ async def _detail(conn: AsyncConnection, viewer: Viewer, host: Host | None,
                   missing: str) -> HostDetail:
     """The found host, if the viewer may read it (a host of another team is a 403)."""
     if host is None:
-        raise NotFound(missing)
+        raise NotFound.of(missing)
     authorize(viewer, Action.READ_HOSTS, host)
     return HostDetail(host, await store.host_labels(conn, host.id), utcnow())
 
@@ -61,7 +61,7 @@ async def get_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> HostDet
     authorize_any(viewer, Action.READ_HOSTS)
     async with ctx.db.connect() as conn:
         return await _detail(conn, viewer, await store.get_host(conn, host_id),
-                             f"Host with id={host_id} was not found in the datastore")
+                             f"Host with id={host_id}")
 
 
 async def find_host(ctx: ServiceContext, viewer: Viewer, identifier: str) -> HostDetail:
@@ -69,7 +69,7 @@ async def find_host(ctx: ServiceContext, viewer: Viewer, identifier: str) -> Hos
     authorize_any(viewer, Action.READ_HOSTS)
     async with ctx.db.connect() as conn:
         return await _detail(conn, viewer, await store.find_host(conn, identifier),
-                             f"Host with identifier={identifier} was not found in the datastore")
+                             f"Host with identifier={identifier}")
 
 
 async def delete_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> None:
@@ -77,7 +77,7 @@ async def delete_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> None
     teams = authorize_any(viewer, Action.WRITE_HOSTS)
     async with ctx.db.begin() as conn:
         if not await store.delete_hosts(conn, [host_id], teams=teams):
-            raise NotFound(f"Host with id={host_id} was not found in the datastore")
+            raise NotFound.of(f"Host with id={host_id}")
     await ctx.host_changed(host_id)
 
 

@@ -66,14 +66,11 @@ def _validated(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if k not in _TEAM_FIELDS}
 
 
-def _not_found(query_id: int) -> NotFound:
-    return NotFound(f"Query with id={query_id} was not found in the datastore")
-
 
 async def _existing(conn: AsyncConnection, query_id: int) -> Query:
     query = await store.get_query(conn, query_id)
     if query is None:
-        raise _not_found(query_id)
+        raise NotFound.of(f"Query with id={query_id}")
     return query
 
 
@@ -130,7 +127,7 @@ async def delete_query_by_name(ctx: ServiceContext, viewer: Viewer, name: str) -
     async with ctx.db.begin() as conn:
         query = await store.get_saved_query_by_name(conn, name)
         if query is None:
-            raise NotFound(f"Query {name} was not found in the datastore")
+            raise NotFound.of(f"Query {name}")
         await store.delete_queries(conn, [query.id])
     await ctx.agent_config_changed()
 
@@ -139,7 +136,7 @@ async def delete_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> No
     authorize(viewer, Action.WRITE_QUERIES, GLOBAL)
     async with ctx.db.begin() as conn:
         if not await store.delete_queries(conn, [query_id]):
-            raise _not_found(query_id)
+            raise NotFound.of(f"Query with id={query_id}")
     await ctx.agent_config_changed()
 
 
@@ -163,7 +160,7 @@ async def query_spec(ctx: ServiceContext, viewer: Viewer, name: str) -> Query:
     async with ctx.db.connect() as conn:
         query = await store.get_saved_query_by_name(conn, name)
     if query is None:
-        raise NotFound(f"Query {name} was not found in the datastore")
+        raise NotFound.of(f"Query {name}")
     return query
 
 

@@ -121,21 +121,18 @@ async def create_user(ctx: ServiceContext, viewer: Viewer,
         return await _existing(conn, user_id), token
 
 
-def _not_found(user_id: int) -> NotFound:
-    return NotFound(f"User with id={user_id} was not found in the datastore")
-
 
 async def _existing(conn: AsyncConnection, user_id: int) -> User:
     user = await store.get_user(conn, user_id)
     if user is None:
-        raise _not_found(user_id)
+        raise NotFound.of(f"User with id={user_id}")
     return user
 
 
 async def _password_hash(conn: AsyncConnection, user_id: int) -> bytes:
     hashed = await store.password_hash(conn, user_id)
     if hashed is None:
-        raise _not_found(user_id)
+        raise NotFound.of(f"User with id={user_id}")
     return hashed
 
 
@@ -210,7 +207,7 @@ async def delete_user(ctx: ServiceContext, viewer: Viewer, user_id: int) -> None
     async with ctx.db.begin() as conn:
         await session_store.delete_user_sessions(conn, user_id)
         if not await store.delete_user(conn, user_id):
-            raise NotFound(f"User with id={user_id} was not found in the datastore")
+            raise NotFound.of(f"User with id={user_id}")
 
 
 async def perform_required_password_reset(ctx: ServiceContext, viewer: Viewer,

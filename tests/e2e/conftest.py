@@ -129,6 +129,21 @@ class FleetServer:
             self._log.close()
 
 
+ADMIN_PASSWORD = "correct-Horse-battery-1!"
+
+
+def setup_admin(c: httpx.Client) -> tuple[dict[str, str], str]:
+    """First-run setup of admin@example.com: (auth headers, global enroll secret)."""
+    r = c.post("/api/v1/setup", json={
+        "admin": {"admin": True, "email": "admin@example.com", "name": "Admin",
+                  "password": ADMIN_PASSWORD, "password_confirmation": ADMIN_PASSWORD},
+        "org_info": {"org_name": "Acme"}, "server_url": "https://localhost"})
+    assert r.status_code == 200, r.text
+    auth = {"Authorization": f"Bearer {r.json()['token']}"}
+    r = c.get("/api/latest/fleet/spec/enroll_secret", headers=auth)
+    return auth, str(r.json()["spec"]["secrets"][0]["secret"])
+
+
 @pytest.fixture
 def server_overrides(backend: str, tmp_path: Path, db_name: str,
                      redis_flushed: None) -> dict[str, Any]:

@@ -20,11 +20,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from tests.conftest import MYSQL_ADDRESS, _mysql_admin
-from tests.e2e.conftest import FleetServer, free_port, run_fleet
+from tests.e2e.conftest import ADMIN_PASSWORD as PASSWORD
+from tests.e2e.conftest import FleetServer, free_port, run_fleet, setup_admin
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "correct-Horse-battery-1!"
 DEADLINE = 30.0  # seconds: far below the waits the tests rule out (30 s TLS close, 10 min poll)
 
 
@@ -33,18 +33,6 @@ def _wait_for(predicate: Any, what: str, timeout: float = DEADLINE) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
-
-
-def _admin(c: httpx.Client) -> tuple[dict[str, str], str]:
-    """Set up the first admin: (auth headers, global enroll secret)."""
-    r = c.post("/api/v1/setup", json={
-        "admin": {"admin": True, "email": "admin@example.com", "name": "Admin",
-                  "password": PASSWORD, "password_confirmation": PASSWORD},
-        "org_info": {"org_name": "Acme"}, "server_url": "https://localhost"})
-    assert r.status_code == 200, r.text
-    auth = {"Authorization": f"Bearer {r.json()['token']}"}
-    r = c.get("/api/latest/fleet/spec/enroll_secret", headers=auth)
-    return auth, str(r.json()["spec"]["secrets"][0]["secret"])
 
 
 def _idle_keepalive_connection(server: FleetServer) -> ssl.SSLSocket:
@@ -168,7 +156,7 @@ def test_sigterm_drains_then_closes_a_long_poll_a_websocket_and_idle_connections
     server = start_server(dict(server_overrides, **{"server.shutdown_timeout": "2s",
                                                     "live_query_rest_period": "10m"}), "--dev")
     with server.client(timeout=30) as c:
-        auth, secret = _admin(c)
+        auth, secret = setup_admin(c)
         node_key = c.post("/api/osquery/enroll", json={
             "enroll_secret": secret, "host_identifier": "h1"}).json()["node_key"]
         [host] = c.get("/api/latest/fleet/hosts", headers=auth).json()["hosts"]
@@ -279,7 +267,7 @@ def test_security_headers_over_tls(server_overrides: dict[str, Any],
                                    start_server: Any) -> None:
     server = start_server(server_overrides, "--dev")
     with server.client() as c:
-        auth, secret = _admin(c)
+        auth, secret = setup_admin(c)
         login = c.post("/api/v1/fleet/login", json={"email": "admin@example.com",
                                                     "password": PASSWORD})
         for r in (login, c.get("/api/latest/fleet/me", headers=auth), c.get("/healthz")):
@@ -309,7 +297,7 @@ def test_debug_logging_is_fleets_own(server_overrides: dict[str, Any],
                                      start_server: Any) -> None:
     server = start_server(server_overrides, "--dev", "--logging_debug")
     with server.client() as c:
-        _admin(c)
+        setup_admin(c)
         assert c.post("/api/v1/fleet/login", json={"email": "admin@example.com",
                                                    "password": "nope"}).status_code == 401
     _stop(server)

@@ -15,11 +15,10 @@ import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from tests.e2e.conftest import FleetServer
+from tests.e2e.conftest import FleetServer, setup_admin
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "correct-Horse-battery-1!"
 LIMITS = {"server.read_header_timeout": "1s", "server.read_timeout": "1s",
           "server.tls_handshake_timeout": "1s", "server.idle_timeout": "2s",
           "server.websocket_auth_timeout": "1s"}
@@ -52,14 +51,7 @@ def _read_until_closed(sock: socket.socket) -> bytes:
 def _setup(server: FleetServer) -> str:
     """The first admin; returns the global enroll secret."""
     with server.client(timeout=10) as c:
-        r = c.post("/api/v1/setup", json={
-            "admin": {"admin": True, "email": "admin@example.com", "name": "Admin",
-                      "password": PASSWORD, "password_confirmation": PASSWORD},
-            "org_info": {"org_name": "Acme"}, "server_url": "https://localhost"})
-        assert r.status_code == 200, r.text
-        auth = {"Authorization": f"Bearer {r.json()['token']}"}
-        r = c.get("/api/latest/fleet/spec/enroll_secret", headers=auth)
-        return str(r.json()["spec"]["secrets"][0]["secret"])
+        return setup_admin(c)[1]
 
 
 def _agent_checks_in(server: FleetServer, secret: str) -> None:
