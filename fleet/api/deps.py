@@ -147,8 +147,10 @@ class BearerToken(SecurityBase):
         return token.strip() if scheme.lower() == "bearer" else ""
 
 
-async def authenticated_viewer(token: Annotated[str, Depends(BearerToken())],
-                               ctx: Ctx) -> Viewer:
+BEARER = BearerToken()
+
+
+async def authenticated_viewer(token: Annotated[str, Depends(BEARER)], ctx: Ctx) -> Viewer:
     if not token:
         raise AuthenticationFailed("Authentication failed")
     return await authenticate(ctx, token)

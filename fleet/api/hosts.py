@@ -98,7 +98,7 @@ class LabelObject(BaseModel, title="Label"):
     display_text: str
 
 
-class HostDetail(HostObject):
+class HostDetail(HostObject, title="HostDetail"):
     """A single host: its Host object and its labels."""
 
     labels: list[LabelObject]

@@ -5,12 +5,15 @@ under a URL prefix). That the answers match the document is test_rest_fuzz's par
 from __future__ import annotations
 
 import re
+import typing
 from typing import Any
 
 import httpx
 import pytest
 
 from fleet.api import docs
+from fleet.api.hosts import HostFacts
+from fleet.core.hosts import Host
 from fleet.server import create_app
 from fleet.service.context import ServiceContext
 
@@ -47,6 +50,12 @@ async def test_every_operation_documents_its_answers(ctx: ServiceContext) -> Non
             else:  # every other operation takes a token, and says so
                 assert op["security"] == [{"bearer": []}], where
                 assert "401" in errors, where
+
+
+def test_the_host_object_has_the_domain_types_of_host() -> None:
+    declared = {name: field.annotation for name, field in HostFacts.model_fields.items()}
+    hints = typing.get_type_hints(Host)
+    assert declared == {name: hints[name] for name in declared}
 
 
 def _references(page: str) -> list[str]:
