@@ -5,7 +5,8 @@ nothing may be cached (`Cache-Control: no-store`), sniffed into another content 
 or leak its URL in a Referer. The JSON API needs no content at all: its CSP is
 `default-src 'none'; frame-ancestors 'none'`. HSTS is sent only when this process terminates
 TLS (behind a TLS-terminating proxy, the proxy owns it). A response that sets its own
-Cache-Control, Content-Security-Policy or Referrer-Policy (a web page, later) keeps it.
+Cache-Control, Content-Security-Policy or Referrer-Policy (a web page: the API docs,
+fleet/api/docs.py) keeps it.
 
 Agent answers (the hot path) take the static part from `AGENT_HEADERS`, a constant list: no
 per-request work. HSTS is left out there: it instructs browsers, and osquery is not one.

@@ -9,8 +9,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from fleet import __version__
 from fleet.agent.routes import AgentFrontDoor
 from fleet.api import (
+    docs,
     health,
     home,
     hosts,
@@ -24,6 +26,7 @@ from fleet.api import (
     websocket,
 )
 from fleet.api.errors import install_error_handlers
+from fleet.api.schemas import DocumentedAPI
 from fleet.broker import create_broker
 from fleet.config import Config
 from fleet.jobs import background
@@ -72,14 +75,16 @@ def create_app(ctx: ServiceContext, *, owns_context: bool = False,
                 await ctx.broker.close()
                 await ctx.db.close()
 
-    app = FastAPI(title="Fleet", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url="/api/latest/fleet/openapi.json")
+    # The docs page is fleet.api.docs (assets from a package, a CSP without inline script).
+    app = DocumentedAPI(title="Fleet", version=__version__, lifespan=lifespan, docs_url=None,
+                        redoc_url=None, openapi_url="/api/latest/fleet/openapi.json")
     app.state.ctx = ctx
     app.state.schedule_names = tuple(s.name for s in SCHEDULES)
     install_error_handlers(app)
     app.include_router(setup.router)
     app.include_router(health.router)
     app.include_router(home.router)
+    app.include_router(docs.router)
     for prefix in FLEET_API_PREFIXES:
         for module in (sessions, users, hosts, queries, secrets, live, trigger):
             app.include_router(module.router, prefix=prefix)

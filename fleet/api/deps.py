@@ -11,7 +11,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, params
 from fastapi.dependencies.utils import get_flat_params
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.routing import APIRoute
+from fastapi.security.base import SecurityBase
 from pydantic import BaseModel, ConfigDict, field_validator
 from starlette.responses import Response
 
@@ -130,14 +132,25 @@ def get_ctx(request: Request) -> ServiceContext:
 Ctx = Annotated[ServiceContext, Depends(get_ctx)]
 
 
-def bearer_token(request: Request) -> str:
-    """The token of an `Authorization: Bearer` header, or "" if there is none."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+class BearerToken(SecurityBase):
+    """The token of an `Authorization: Bearer` header, or "" if there is none. A security
+    scheme, so the OpenAPI document marks the routes that take a token (and the docs page
+    offers to send one)."""
+
+    def __init__(self) -> None:
+        self.model = HTTPBearerModel(description="a session token from POST /login or "
+                                                 "setup, or an API-only user's token")
+        self.scheme_name = "bearer"
+
+    async def __call__(self, request: Request) -> str:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
 
 
-async def authenticated_viewer(request: Request, ctx: Ctx) -> Viewer:
-    token = bearer_token(request)
+BEARER = BearerToken()
+
+
+async def authenticated_viewer(token: Annotated[str, Depends(BEARER)], ctx: Ctx) -> Viewer:
     if not token:
         raise AuthenticationFailed("Authentication failed")
     return await authenticate(ctx, token)

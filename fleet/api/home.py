@@ -44,8 +44,8 @@ prints when it starts (enroll, config, distributed and logger endpoints under
 <li><a href="{prefix}/healthz">{prefix}/healthz</a>: 200 when the database and the broker
 answer</li>
 <li><a href="{prefix}/version">{prefix}/version</a>: build information</li>
-<li><a href="{prefix}/api/latest/fleet/openapi.json">OpenAPI document</a> of the REST
-API</li>
+<li><a href="{prefix}/api/latest/fleet/docs">REST API documentation</a> (its
+<a href="{prefix}/api/latest/fleet/openapi.json">OpenAPI document</a>)</li>
 </ul>
 </body>
 </html>

@@ -8,11 +8,13 @@ import operator
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.api.fields import Id, IdParam, PathId
+from fleet.api.schemas import Empty, answers
 from fleet.core import hoststatus
 from fleet.core.hosts import HOST_FIELDS, Host, HostValues
 from fleet.core.labels import Label
@@ -23,18 +25,99 @@ router = rest_router()
 StatusParam = Annotated[Literal["online", "offline", "new", "missing", "mia"] | None, Query()]
 
 
-# The stored facts of Fleet's Host object, by its field names (osquery_host_id stays
-# internal, as in Fleet); host_json adds the computed ones.
-HOST_JSON_FIELDS = (
-    "id", "team_id", "created_at", "updated_at", "detail_updated_at", "label_updated_at",
-    "policy_updated_at", "last_enrolled_at", "refetch_requested", "hostname",
-    "computer_name", "uuid", "platform", "platform_like", "os_version", "build", "code_name",
-    "osquery_version", "cpu_type", "cpu_subtype", "cpu_brand", "cpu_physical_cores",
-    "cpu_logical_cores", "memory", "hardware_vendor", "hardware_model", "hardware_version",
-    "hardware_serial", "uptime", "primary_ip", "primary_mac", "public_ip",
-    "distributed_interval", "config_tls_refresh", "logger_tls_period",
-    "gigs_disk_space_available", "percent_disk_space_available", "gigs_total_disk_space",
-    "seen_time")
+class HostFacts(BaseModel):
+    """The stored facts of Fleet's Host object, by its field names and with the domain
+    types of `core.hosts.Host` (osquery_host_id stays internal, as in Fleet)."""
+
+    id: int
+    team_id: int | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    detail_updated_at: dt.datetime
+    label_updated_at: dt.datetime
+    policy_updated_at: dt.datetime
+    last_enrolled_at: dt.datetime
+    refetch_requested: bool
+    hostname: str
+    computer_name: str
+    uuid: str
+    platform: str
+    platform_like: str
+    os_version: str
+    build: str
+    code_name: str
+    osquery_version: str
+    cpu_type: str
+    cpu_subtype: str
+    cpu_brand: str
+    cpu_physical_cores: int
+    cpu_logical_cores: int
+    memory: int
+    hardware_vendor: str
+    hardware_model: str
+    hardware_version: str
+    hardware_serial: str
+    uptime: int
+    primary_ip: str
+    primary_mac: str
+    public_ip: str
+    distributed_interval: int
+    config_tls_refresh: int
+    logger_tls_period: int
+    gigs_disk_space_available: float
+    percent_disk_space_available: float
+    gigs_total_disk_space: float
+    seen_time: dt.datetime
+
+
+class Issues(BaseModel):
+    failing_policies_count: int
+    total_issues_count: int
+
+
+class HostObject(HostFacts, title="Host"):
+    """Fleet's Host object: the stored facts and the fields `_with_computed` adds."""
+
+    display_name: str
+    display_text: str
+    team_name: str | None
+    status: Literal["online", "offline"]
+    issues: Issues
+
+
+class LabelObject(BaseModel, title="Label"):
+    id: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    name: str
+    description: str
+    query: str
+    platform: str
+    label_type: Literal["regular", "builtin"]
+    label_membership_type: Literal["dynamic", "manual"]
+    display_text: str
+
+
+class HostDetail(HostObject, title="HostDetail"):
+    """A single host: its Host object and its labels."""
+
+    labels: list[LabelObject]
+
+
+class HostsAnswer(BaseModel):
+    hosts: list[HostObject]
+
+
+class HostAnswer(BaseModel):
+    host: HostDetail
+
+
+class CountAnswer(BaseModel):
+    count: int
+
+
+# host_json picks these; what it adds is HostObject's other fields.
+HOST_JSON_FIELDS = tuple(HostFacts.model_fields)
 _host_facts = operator.attrgetter(*HOST_JSON_FIELDS)
 _listed_facts = operator.itemgetter(*(HOST_FIELDS.index(f) for f in HOST_JSON_FIELDS))
 
@@ -73,14 +156,14 @@ def _detail(detail: host_admin.HostDetail) -> Response:
     return json_response({"host": host})
 
 
-@router.get("/hosts")
+@router.get("/hosts", responses=answers(HostsAnswer, 401, 403))
 async def list_hosts(ctx: Ctx, viewer: CurrentViewer, opts: ListParams,
                      status: StatusParam = None) -> Response:
     result = await host_admin.list_hosts(ctx, viewer, opts, status)
     return json_response({"hosts": [listed_host_json(h, result.now) for h in result.hosts]})
 
 
-@router.get("/hosts/count")
+@router.get("/hosts/count", responses=answers(CountAnswer, 401, 403))
 async def count_hosts(ctx: Ctx, viewer: CurrentViewer, opts: ListParams,
                       status: StatusParam = None,
                       label_id: IdParam = None) -> Response:
@@ -88,15 +171,15 @@ async def count_hosts(ctx: Ctx, viewer: CurrentViewer, opts: ListParams,
     return json_response({"count": count})
 
 
-@router.get("/hosts/identifier/{identifier}")
+@router.get("/hosts/identifier/{identifier}",
+            responses=answers(HostAnswer, 401, 403, 404))
 async def get_host_by_identifier(identifier: str, ctx: Ctx, viewer: CurrentViewer) -> Response:
     return _detail(await host_admin.find_host(ctx, viewer, identifier))
 
 
-@router.get("/hosts/{host_id:int}")
+@router.get("/hosts/{host_id:int}", responses=answers(HostAnswer, 401, 403, 404))
 async def get_host(host_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Response:
     return _detail(await host_admin.get_host(ctx, viewer, host_id))
-
 
 
 class BulkFilters(StrictBody):
@@ -111,7 +194,7 @@ class BulkDelete(StrictBody):
     filters: BulkFilters | None = None
 
 
-@router.post("/hosts/delete")
+@router.post("/hosts/delete", responses=answers(Empty, 401, 403, 422))
 async def delete_hosts(body: BulkDelete, ctx: Ctx, viewer: CurrentViewer) -> Response:
     filters = None if body.filters is None else host_admin.HostFilters(
         **body.filters.model_dump())
@@ -119,7 +202,7 @@ async def delete_hosts(body: BulkDelete, ctx: Ctx, viewer: CurrentViewer) -> Res
     return json_response({})
 
 
-@router.delete("/hosts/{host_id:int}")
+@router.delete("/hosts/{host_id:int}", responses=answers(Empty, 401, 403, 404))
 async def delete_host(host_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Response:
     await host_admin.delete_host(ctx, viewer, host_id)
     return json_response({})

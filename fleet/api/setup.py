@@ -3,18 +3,19 @@ server URL and the global enroll secret. Answers 409 "setup already completed" a
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
 from fleet.api.deps import Ctx, StrictBody, rest_router
 from fleet.api.errors import json_response
-from fleet.api.users import Email, Name, user_json
+from fleet.api.schemas import answers
+from fleet.api.users import Email, Name, UserObject, user_json
 from fleet.core.authz import authorize_none
 from fleet.core.errors import ValidationFailed
 from fleet.service import app_config
 from fleet.service.users import NewUser
 
 router = rest_router()
-
 
 
 class SetupAdmin(StrictBody):
@@ -35,8 +36,24 @@ class SetupBody(StrictBody):
     server_url: str = ""
 
 
-@router.post("/api/v1/setup")
-@router.post("/api/setup")
+class OrgSettings(BaseModel):
+    """The org part of the app config (more keys as the app config grows)."""
+
+    model_config = ConfigDict(extra="allow")
+    org_name: str
+    org_logo_url: str
+
+
+class SetupAnswer(BaseModel):
+    admin: UserObject
+    org_info: OrgSettings
+    server_url: str
+    osquery_enroll_secret: str
+    token: str
+
+
+@router.post("/api/v1/setup", responses=answers(SetupAnswer, 409, 422))
+@router.post("/api/setup", responses=answers(SetupAnswer, 409, 422))
 async def setup(body: SetupBody, ctx: Ctx) -> Response:
     authorize_none("setup is open until the first user exists")
     admin = body.admin

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from fleet.api.deps import Ctx, CurrentViewer, rest_router
 from fleet.api.errors import json_response
+from fleet.api.schemas import Empty, answers
 from fleet.service import schedules as service
 
 router = rest_router()
@@ -21,7 +22,7 @@ def _schedule_names(request: Request) -> Sequence[str]:
     return names
 
 
-@router.post("/trigger")
+@router.post("/trigger", responses=answers(Empty, 401, 403, 404, 409))
 async def trigger(request: Request, ctx: Ctx, viewer: CurrentViewer,
                   name: Annotated[str, Query()] = "") -> Response:
     await service.trigger(ctx, viewer, name, _schedule_names(request))

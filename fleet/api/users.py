@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from fleet.api.deps import AnyViewer, Ctx, CurrentViewer, ListParams, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.api.fields import PathId, fits
+from fleet.api.schemas import Empty, answers
 from fleet.core.authz import Role, authorize_none
 from fleet.core.users import User
 from fleet.service import users as service
@@ -19,6 +21,37 @@ router = rest_router()
 
 # Bodies are strict (no "1" for 1, no "yes" for true), but an enum arrives as its JSON string.
 RoleName = Annotated[Role, Field(strict=False)]
+
+
+class UserObject(BaseModel, title="User"):
+    """Fleet's User object (`teams` stays empty until teams exist)."""
+
+    id: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    name: str
+    email: str
+    enabled: bool
+    force_password_reset: bool
+    gravatar_url: str
+    sso_enabled: bool
+    mfa_enabled: bool
+    global_role: Role | None
+    api_only: bool
+    teams: list[dict[str, Any]]
+    position: str
+
+
+class UserAnswer(BaseModel):
+    user: UserObject
+
+
+class CreatedUserAnswer(UserAnswer):
+    token: str | None = Field(None, description="only for an API-only user: its token")
+
+
+class UsersAnswer(BaseModel):
+    users: list[UserObject]
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -58,7 +91,7 @@ class ModifyUserBody(StrictBody):
     password: str | None = None
 
 
-@router.post("/users/admin")
+@router.post("/users/admin", responses=answers(CreatedUserAnswer, 401, 403, 409, 422))
 async def create_user(body: CreateUserBody, ctx: Ctx, viewer: CurrentViewer) -> Response:
     # Fleet forces a reset on first login by default, never for API-only or SSO users.
     forced = body.admin_forced_password_reset
@@ -75,18 +108,19 @@ async def create_user(body: CreateUserBody, ctx: Ctx, viewer: CurrentViewer) -> 
     return json_response(content)
 
 
-@router.get("/users")
+@router.get("/users", responses=answers(UsersAnswer, 401, 403))
 async def list_users(ctx: Ctx, viewer: CurrentViewer, opts: ListParams) -> Response:
     users = await service.list_users(ctx, viewer, opts)
     return json_response({"users": [user_json(user) for user in users]})
 
 
-@router.get("/users/{user_id:int}")
+@router.get("/users/{user_id:int}", responses=answers(UserAnswer, 401, 403, 404))
 async def get_user(user_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Response:
     return json_response({"user": user_json(await service.get_user(ctx, viewer, user_id))})
 
 
-@router.patch("/users/{user_id:int}")
+@router.patch("/users/{user_id:int}",
+              responses=answers(UserAnswer, 401, 403, 404, 409, 422))
 async def modify_user(user_id: PathId, body: ModifyUserBody, ctx: Ctx,
                       viewer: CurrentViewer) -> Response:
     changes = service.UserChanges(**body.model_dump())
@@ -94,7 +128,7 @@ async def modify_user(user_id: PathId, body: ModifyUserBody, ctx: Ctx,
     return json_response({"user": user_json(user)})
 
 
-@router.delete("/users/{user_id:int}")
+@router.delete("/users/{user_id:int}", responses=answers(Empty, 401, 403, 404, 422))
 async def delete_user(user_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Response:
     await service.delete_user(ctx, viewer, user_id)
     return json_response({})
@@ -104,7 +138,8 @@ class RequireResetBody(StrictBody):
     require: bool
 
 
-@router.post("/users/{user_id:int}/require_password_reset")
+@router.post("/users/{user_id:int}/require_password_reset",
+             responses=answers(UserAnswer, 401, 403, 404, 422))
 async def require_password_reset(user_id: PathId, body: RequireResetBody, ctx: Ctx,
                                  viewer: CurrentViewer) -> Response:
     user = await service.require_password_reset(ctx, viewer, user_id, body.require)
@@ -115,7 +150,8 @@ class PerformResetBody(StrictBody):
     new_password: str
 
 
-@router.post("/perform_required_password_reset")
+@router.post("/perform_required_password_reset",
+             responses=answers(UserAnswer, 401, 422))
 async def perform_required_password_reset(body: PerformResetBody, ctx: Ctx,
                                           viewer: AnyViewer) -> Response:
     authorize_none("users set the new password an admin required of them")

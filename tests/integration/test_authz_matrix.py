@@ -54,6 +54,8 @@ PERMISSIONS: dict[tuple[str, str], Entry] = {
     ("GET", "/healthz"): Entry(PUBLIC),
     ("GET", "/version"): Entry(PUBLIC),
     ("GET", API + "/openapi.json"): Entry(PUBLIC),
+    ("GET", API + "/docs"): Entry(PUBLIC),
+    ("GET", API + "/docs/{name}"): Entry(PUBLIC),  # 404: no such asset
     ("POST", "/api/setup"): Entry(PUBLIC, SETUP),  # 409 once done
     ("POST", "/api/v1/setup"): Entry(PUBLIC, SETUP),
     ("POST", API + "/login"): Entry(PUBLIC, {"email": ADMIN_EMAIL, "password": PASSWORD}),

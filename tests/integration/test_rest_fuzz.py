@@ -1,5 +1,6 @@
 """Fuzzing the REST API from its own OpenAPI document, on both backends: no request gets a
-5xx, every refusal is Fleet's error envelope, and the server still works afterwards.
+5xx, every answer has a status its operation documents and JSON that matches the documented
+schema (with no undocumented field), and the server still works afterwards.
 
 The operations, parameters and body schemas come from `GET /api/latest/fleet/openapi.json`
 of the production app (`fleet.server.create_app`), so a new route is fuzzed without being
@@ -7,6 +8,8 @@ listed here. Hypothesis draws each case from a fixed seed (reproducible, bounded
 that fit the schema, the same with one value swapped for something hostile (lone
 surrogates, integers beyond 64 bits, over-long strings, wrong JSON types), unknown keys and
 parameters, bodies that are not JSON, other content types, and no or a bad token.
+A path value the route's pattern refuses (`abc` for an id) reaches no operation: the
+router's 404 or 405 in Fleet's envelope is the answer then.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from fleet.server import create_app
 from fleet.service.context import ServiceContext
@@ -99,8 +103,10 @@ class Operation:
     method: str
     path: str  # with {placeholders}
     path_params: tuple[str, ...]
+    int_params: frozenset[str]  # path parameters the route matches only as digits
     query_params: tuple[tuple[str, dict[str, Any]], ...]
     body: dict[str, Any] | None
+    answers: Mapping[str, dict[str, Any] | None]  # status -> schema of its JSON
 
 
 @dataclass
@@ -111,6 +117,7 @@ class Case:
     body: Any  # JSON value, or bytes sent as they are, or None for no body
     content_type: str | None
     auth: str  # "admin", "none" or "bad"
+    routed: bool  # every path value fits its route's pattern
 
     def describe(self) -> str:
         text = f"{self.operation.method.upper()} {self.path} params={self.params!r} " \
@@ -128,12 +135,63 @@ def operations(doc: dict[str, Any]) -> list[Operation]:
                 continue
             params = op.get("parameters", [])
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            in_path = [p for p in params if p["in"] == "path"]
             found.append(Operation(
-                method, path,
-                tuple(p["name"] for p in params if p["in"] == "path"),
+                method, path, tuple(p["name"] for p in in_path),
+                frozenset(p["name"] for p in in_path
+                          if _resolve(p.get("schema", {}), doc).get("type") == "integer"),
                 tuple((p["name"], p.get("schema", {})) for p in params if p["in"] == "query"),
-                body.get("schema")))
+                body.get("schema"),
+                {status: answer.get("content", {}).get("application/json", {}).get("schema")
+                 for status, answer in op["responses"].items()}))
     return found
+
+
+def _closed(schema: Any) -> Any:
+    """`schema` with every object that lists its properties closed to other ones: an
+    answer's field the document does not name is a mismatch."""
+    if isinstance(schema, list):
+        return [_closed(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {k: _closed(v) for k, v in schema.items()}
+    if isinstance(closed.get("properties"), dict):
+        closed.setdefault("additionalProperties", False)
+    return closed
+
+
+class Answers:
+    """Checks an answer against what its operation documents."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.components = _closed(doc.get("components", {}))
+        self.validators: dict[tuple[str, str, str], Draft202012Validator] = {}
+
+    def mismatch(self, case: Case, r: httpx.Response) -> str | None:
+        op, status = case.operation, str(r.status_code)
+        if status not in op.answers:
+            if r.status_code in (404, 405) and not case.routed:
+                return None if _is_envelope(r) else "the router's answer is no envelope"
+            return f"undocumented status (documented: {sorted(op.answers)})"
+        schema = op.answers[status]
+        if schema is None:
+            return "no schema documented"
+        key = (op.method, op.path, status)
+        if key not in self.validators:
+            self.validators[key] = Draft202012Validator(
+                {**_closed(schema), "components": self.components})
+        try:
+            body = r.json()
+        except ValueError:
+            return "not JSON"
+        error = next(iter(self.validators[key].iter_errors(body)), None)
+        return None if error is None else f"{error.json_path}: {error.message[:200]}"
+
+
+def _is_envelope(r: httpx.Response) -> bool:
+    body = r.json()
+    return isinstance(body, dict) and isinstance(body.get("message"), str) \
+        and isinstance(body.get("errors"), list)
 
 
 def _path_value(name: str, known: Mapping[str, int]) -> st.SearchStrategy[Any]:
@@ -172,9 +230,11 @@ def cases_for(op: Operation, doc: dict[str, Any], known: Mapping[str, int]) -> l
             path = path.replace("{" + name + "}", _quote(value))
         if unknown_key and isinstance(payload, dict):
             payload = dict(payload, not_a_field=1)
+        routed = all(type(path_values[name]) is int and path_values[name] >= 0
+                     for name in op.int_params)
         cases.append(Case(op, path, dict(params, **(unknown_param or {})),
                           payload if op.body else (payload if unknown_key else None),
-                          content_type, auth))
+                          content_type, auth, routed))
 
     collect()
     return cases
@@ -251,6 +311,7 @@ async def test_no_rest_request_gets_a_5xx(ctx: ServiceContext,
     doc = (await client.get(OPENAPI)).json()
     ops = operations(doc)
     assert len(ops) >= 30, [f"{o.method} {o.path}" for o in ops]
+    answers = Answers(doc)
     failures: list[str] = []
     statuses: dict[int, int] = {}
     sent = 0
@@ -261,12 +322,9 @@ async def test_no_rest_request_gets_a_5xx(ctx: ServiceContext,
             statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
             if r.status_code >= 500:
                 failures.append(f"{r.status_code} {r.text[:200]} for {case.describe()}")
-            elif r.status_code >= 400:
-                body = r.json()
-                if not (isinstance(body, dict) and isinstance(body.get("message"), str)
-                        and isinstance(body.get("errors"), list)):
-                    failures.append(f"{r.status_code} without Fleet's envelope: "
-                                    f"{r.text[:200]} for {case.describe()}")
+            elif problem := answers.mismatch(case, r):
+                failures.append(f"{r.status_code} not as documented, {problem}: "
+                                f"{r.text[:200]} for {case.describe()}")
     print(f"{sent} requests over {len(ops)} operations; statuses {sorted(statuses.items())}")
     assert not failures, f"{len(failures)} of {sent}:\n" + "\n".join(failures[:20])
     assert statuses.get(200, 0) > sent // 20, statuses  # the fuzz did reach the handlers
