@@ -297,7 +297,7 @@ def _healthz_answers(monitor: Any, *, tls: bool) -> Callable[[], bytes | None]:
     from fleet.security_headers import response_headers
 
     headers = response_headers(tls=tls)
-    passing, failing = (httpserver.fast_response(status, headers) for status in (200, 500))
+    passing, failing = (httpserver.response_bytes(status, headers) for status in (200, 500))
 
     def answer() -> bytes | None:
         healthy = monitor.healthy()

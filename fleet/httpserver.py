@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -53,29 +53,28 @@ class _HeadersTooLarge(Exception):
     pass
 
 
-def _response(status: str, text: str, *extra: str) -> bytes:
-    body = text.encode()
-    head = [f"HTTP/1.1 {status}", "content-type: text/plain; charset=utf-8",
-            f"content-length: {len(body)}", "connection: close", *extra]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+def response_bytes(status: int, headers: Sequence[tuple[bytes, bytes]],
+                   body: bytes = b"") -> bytes:
+    """A whole HTTP/1.1 response, built once: the refusals below and the fast paths."""
+    lines = [b"HTTP/1.1 %d %s" % (status, HTTPStatus(status).phrase.encode()),
+             b"content-length: %d" % len(body),
+             *(name + b": " + value for name, value in headers)]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-_TIMEOUT = _response("408 Request Timeout", "request not received in time")
-_TOO_LARGE = _response("431 Request Header Fields Too Large", "request headers too large")
-_BUSY = _response("503 Service Unavailable", "server connection limit reached",
-                  "retry-after: 5")
-_BAD = _response("400 Bad Request", "Invalid HTTP request received.")
+def _refusal(status: int, text: str, *extra: tuple[bytes, bytes]) -> bytes:
+    return response_bytes(status, [(b"content-type", b"text/plain; charset=utf-8"),
+                                   (b"connection", b"close"), *extra], text.encode())
+
+
+_TIMEOUT = _refusal(408, "request not received in time")
+_TOO_LARGE = _refusal(431, "request headers too large")
+_BUSY = _refusal(503, "server connection limit reached", (b"retry-after", b"5"))
+_BAD = _refusal(400, "Invalid HTTP request received.")
 
 
 # A fast path returns the whole response, or None to let the application answer.
 FastPath = Callable[[], bytes | None]
-
-
-def fast_response(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
-    """An empty-bodied response, for fast paths to build once."""
-    lines = [b"HTTP/1.1 %d %s" % (status, HTTPStatus(status).phrase.encode()),
-             b"content-length: 0", *(name + b": " + value for name, value in headers)]
-    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 class LimitedHttpProtocol(HttpToolsProtocol):
