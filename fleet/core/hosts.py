@@ -11,6 +11,8 @@ import datetime as dt
 from dataclasses import dataclass, fields
 from typing import Any
 
+from fleet.core.labels import Label
+
 
 @dataclass(frozen=True, slots=True)
 class Host:
@@ -73,3 +75,37 @@ HOST_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Host))
 # how lists of thousands of hosts travel, since a tuple costs nothing to build and a frozen
 # 40-field dataclass about 5 us (half a second for a 100k-host list).
 HostValues = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformCount:
+    platform: str
+    hosts_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class HostSummary:
+    """`GET /host_summary`: how many hosts are in each state, per platform, and the
+    built-in labels a dashboard links to (status as of one instant for every count)."""
+
+    totals_hosts_count: int
+    online_count: int
+    offline_count: int
+    mia_count: int
+    new_count: int
+    all_linux_count: int
+    low_disk_space_count: int | None  # only when asked for with a threshold
+    platforms: tuple[PlatformCount, ...]
+    builtin_labels: tuple[Label, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HostFilter:
+    """The host-list filters beyond the common list options (`GET /hosts`, `/hosts/count`,
+    `/hosts/report`, bulk actions), already validated by the transport."""
+
+    status: str | None = None
+    label_id: int | None = None
+    team_id: int | None = None
+    low_disk_space: int | None = None  # GB: hosts with less space available than this
+    after: str | None = None  # keyset paging: rows after this value of the order_key

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleet.core.authz import Action, Viewer, authorize, authorize_any
 from fleet.core.errors import BadRequest, NotFound
-from fleet.core.hosts import Host, HostValues
+from fleet.core.hosts import Host, HostFilter, HostSummary, HostValues
 from fleet.core.labels import Label
 from fleet.service.context import ServiceContext
 from fleet.store import host_search as store
@@ -31,21 +32,51 @@ class HostList:
     now: dt.datetime  # the instant the status filter used; serialize statuses against it
 
 
+NO_FILTER = HostFilter()
+
+
 async def list_hosts(ctx: ServiceContext, viewer: Viewer, opts: ListOptions,
-                     status: str | None = None) -> HostList:
+                     where: HostFilter = NO_FILTER) -> HostList:
     teams = authorize_any(viewer, Action.READ_HOSTS)
     now = utcnow()
     async with ctx.db.connect() as conn:
-        return HostList(await store.list_hosts(conn, opts, status=status, now=now,
-                                               teams=teams), now)
+        return HostList(await store.list_hosts(conn, opts, where, now=now, teams=teams), now)
 
 
 async def count_hosts(ctx: ServiceContext, viewer: Viewer, opts: ListOptions,
-                      status: str | None = None, label_id: int | None = None) -> int:
+                      where: HostFilter = NO_FILTER) -> int:
     teams = authorize_any(viewer, Action.READ_HOSTS)
     async with ctx.db.connect() as conn:
-        return await store.count_hosts(conn, opts, status=status, label_id=label_id,
-                                       now=utcnow(), teams=teams)
+        return await store.count_hosts(conn, opts, where, now=utcnow(), teams=teams)
+
+
+async def summary(ctx: ServiceContext, viewer: Viewer, *, platform: str | None,
+                  low_disk_space: int | None) -> HostSummary:
+    teams = authorize_any(viewer, Action.READ_HOSTS)
+    async with ctx.db.connect() as conn:
+        return await store.host_summary(conn, platform=platform, low_disk_space=low_disk_space,
+                                        now=utcnow(), teams=teams)
+
+
+async def report_pages(ctx: ServiceContext, viewer: Viewer, opts: ListOptions,
+                       where: HostFilter, page_size: int) -> AsyncIterator[HostList]:
+    """The hosts of a report, a page at a time (a CSV of 100k hosts never sits in memory).
+    Authorized before the first page, so a refusal is an error response, not a cut stream."""
+    teams = authorize_any(viewer, Action.READ_HOSTS)
+    now = utcnow()
+
+    async def pages() -> AsyncIterator[HostList]:
+        page = 0
+        while True:
+            paged = dataclasses.replace(opts, page=page, per_page=page_size)
+            async with ctx.db.connect() as conn:
+                rows = await store.list_hosts(conn, paged, where, now=now, teams=teams)
+            if rows:
+                yield HostList(rows, now)
+            if len(rows) < page_size:
+                return
+            page += 1
+    return pages()
 
 
 async def _detail(conn: AsyncConnection, viewer: Viewer, host: Host | None,
@@ -81,18 +112,8 @@ async def delete_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> None
     await ctx.host_changed(host_id)
 
 
-@dataclass(frozen=True)
-class HostFilters:
-    """What `POST /hosts/delete` selects by when it gets no ids (all None: every host)."""
-
-    query: str = ""
-    status: str | None = None
-    label_id: int | None = None
-    team_id: int | None = None
-
-
 async def delete_hosts(ctx: ServiceContext, viewer: Viewer, *, ids: Sequence[int] | None,
-                       filters: HostFilters | None) -> int:
+                       filters: HostFilter | None, query: str = "") -> int:
     """Bulk delete by ids or by filters (exactly one of them); returns how many went."""
     teams = authorize_any(viewer, Action.WRITE_HOSTS)
     if ids is not None and filters is not None:
@@ -103,9 +124,8 @@ async def delete_hosts(ctx: ServiceContext, viewer: Viewer, *, ids: Sequence[int
         if filters is not None:
             if filters.status and filters.label_id is not None:
                 raise BadRequest("Cannot filter by both status and label_id", name="filters")
-            ids = await store.matching_host_ids(
-                conn, query=filters.query, status=filters.status, label_id=filters.label_id,
-                team_id=filters.team_id, now=utcnow(), teams=teams)
+            ids = await store.matching_host_ids(conn, query=query, where=filters,
+                                                now=utcnow(), teams=teams)
         deleted = await store.delete_hosts(conn, list(ids or []), teams=teams)
     await ctx.hosts_changed(deleted)
     return len(deleted)

@@ -26,8 +26,16 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from fleet.core import hoststatus
 from fleet.core.authz import TeamFilter
+from fleet.core.detail_queries import LINUX_PLATFORMS
 from fleet.core.errors import BadRequest
-from fleet.core.hosts import HOST_FIELDS, Host, HostValues
+from fleet.core.hosts import (
+    HOST_FIELDS,
+    Host,
+    HostFilter,
+    HostSummary,
+    HostValues,
+    PlatformCount,
+)
 from fleet.core.labels import Label
 from fleet.store.schema import (
     HOST_CHILD_TABLES,
@@ -142,6 +150,9 @@ _FROM = hosts.outerjoin(host_seen_times, host_seen_times.c.host_id == hosts.c.id
 _COLUMNS = [hosts.c[name] for name in HOST_FIELDS if name != "seen_time"]
 HOST_SORTABLE: dict[str, ColumnElement[Any]] = {c.name: c for c in _COLUMNS}
 HOST_SORTABLE["seen_time"] = SEEN_TIME
+# Fleet's UI sorts by display_name by default: the computer name, else the hostname.
+HOST_SORTABLE["display_name"] = sa.case(
+    (hosts.c.computer_name != "", hosts.c.computer_name), else_=hosts.c.hostname)
 _SEARCHED = (hosts.c.hostname, hosts.c.uuid, hosts.c.hardware_serial, hosts.c.primary_ip)
 
 
@@ -162,15 +173,49 @@ def status_clause(status: str, now: dt.datetime) -> ColumnElement[bool]:
     raise BadRequest(f"invalid status: {status}", name="status")
 
 
-def _filters(opts: ListOptions, status: str | None, now: dt.datetime,
+def _filters(opts: ListOptions, where: HostFilter, now: dt.datetime,
              teams: TeamFilter) -> list[ColumnElement[bool]]:
-    where = [team_clause(hosts.c.team_id, teams)]
+    clauses = [team_clause(hosts.c.team_id, teams)]
     text = search_clause(opts.query, _SEARCHED)
     if text is not None:
-        where.append(text)
-    if status:
-        where.append(status_clause(status, now))
-    return where
+        clauses.append(text)
+    if where.status:
+        clauses.append(status_clause(where.status, now))
+    if where.label_id is not None:
+        # A semi-join, not a join: a host is listed once whatever the membership rows say.
+        clauses.append(hosts.c.id.in_(sa.select(label_membership.c.host_id).where(
+            label_membership.c.label_id == where.label_id)))
+    if where.team_id is not None:
+        clauses.append(hosts.c.team_id == where.team_id)
+    if where.low_disk_space is not None:
+        clauses.append(hosts.c.gigs_disk_space_available < where.low_disk_space)
+    if where.after is not None:
+        clauses.append(_after_clause(opts, where.after))
+    return clauses
+
+
+def _after_clause(opts: ListOptions, after: str) -> ColumnElement[bool]:
+    """Fleet's `after`: rows whose order_key value comes after `after` in the list's order."""
+    column = HOST_SORTABLE.get(opts.order_key or "")
+    if column is None:
+        raise BadRequest("after requires a valid order_key", name="after")
+    value: Any = after
+    try:
+        if isinstance(column.type, sa.Integer):
+            value = int(after)
+        elif isinstance(column.type, sa.Float):
+            value = float(after)
+        elif isinstance(column.type, sa.DateTime):
+            value = dt.datetime.fromisoformat(after.replace("Z", "+00:00")).replace(
+                tzinfo=None)
+    except (ValueError, OverflowError):
+        raise BadRequest(f"invalid after value for {opts.order_key}: {after}",
+                         name="after") from None
+    if isinstance(value, int) and not -INT64_MAX <= value <= INT64_MAX:
+        raise BadRequest(f"invalid after value for {opts.order_key}: {after}", name="after")
+    if isinstance(column.type, sa.String):
+        column = case_insensitive(column)
+    return column < value if opts.descending else column > value
 
 
 def _select_hosts() -> sa.Select[Any]:
@@ -181,40 +226,32 @@ async def _hosts(conn: AsyncConnection, stmt: sa.Select[Any]) -> list[Host]:
     return [Host(*row) for row in await conn.execute(stmt)]
 
 
-async def list_hosts(conn: AsyncConnection, opts: ListOptions, *, status: str | None,
+def select_listed_hosts(opts: ListOptions, where: HostFilter, *, now: dt.datetime,
+                        teams: TeamFilter) -> sa.Select[Any]:
+    """The statement behind `list_hosts` (the CSV report runs it page by page)."""
+    stmt = _select_hosts().where(*_filters(opts, where, now, teams))
+    return apply_list_options(stmt, opts, HOST_SORTABLE, hosts.c.id)
+
+
+async def list_hosts(conn: AsyncConnection, opts: ListOptions, where: HostFilter, *,
                      now: dt.datetime, teams: TeamFilter) -> list[HostValues]:
     """Hosts as `HostValues` tuples (the fast path: lists may hold every host)."""
-    stmt = _select_hosts().where(*_filters(opts, status, now, teams))
-    stmt = apply_list_options(stmt, opts, HOST_SORTABLE, hosts.c.id)
+    stmt = select_listed_hosts(opts, where, now=now, teams=teams)
     return [tuple(row) for row in await conn.execute(stmt)]
 
 
-def _source_and_filters(opts: ListOptions, status: str | None, label_id: int | None,
-                        now: dt.datetime,
-                        teams: TeamFilter) -> tuple[Any, list[ColumnElement[bool]]]:
-    source = _FROM
-    where = _filters(opts, status, now, teams)
-    if label_id is not None:
-        source = source.join(label_membership, label_membership.c.host_id == hosts.c.id)
-        where.append(label_membership.c.label_id == label_id)
-    return source, where
-
-
-async def count_hosts(conn: AsyncConnection, opts: ListOptions, *, status: str | None,
-                      label_id: int | None, now: dt.datetime, teams: TeamFilter) -> int:
-    source, where = _source_and_filters(opts, status, label_id, now, teams)
-    stmt = sa.select(sa.func.count()).select_from(source).where(*where)
+async def count_hosts(conn: AsyncConnection, opts: ListOptions, where: HostFilter, *,
+                      now: dt.datetime, teams: TeamFilter) -> int:
+    stmt = sa.select(sa.func.count()).select_from(_FROM).where(
+        *_filters(opts, where, now, teams))
     return int((await conn.execute(stmt)).scalar_one())
 
 
-async def matching_host_ids(conn: AsyncConnection, *, query: str, status: str | None,
-                            label_id: int | None, team_id: int | None,
+async def matching_host_ids(conn: AsyncConnection, *, query: str, where: HostFilter,
                             now: dt.datetime, teams: TeamFilter) -> list[int]:
     """Ids of the hosts a bulk action's filters select (every host when none is given)."""
-    source, where = _source_and_filters(ListOptions(query=query), status, label_id, now, teams)
-    if team_id is not None:
-        where.append(hosts.c.team_id == team_id)
-    stmt = sa.select(hosts.c.id).select_from(source).where(*where).order_by(hosts.c.id)
+    stmt = (sa.select(hosts.c.id).select_from(_FROM)
+            .where(*_filters(ListOptions(query=query), where, now, teams)).order_by(hosts.c.id))
     return list((await conn.execute(stmt)).scalars())
 
 
@@ -236,6 +273,39 @@ async def find_host(conn: AsyncConnection, identifier: str) -> Host | None:
     stmt = _select_hosts().where(identified_by([identifier])).order_by(hosts.c.id).limit(1)
     found = await _hosts(conn, stmt)
     return found[0] if found else None
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+
+async def host_summary(conn: AsyncConnection, *, platform: str | None,
+                       low_disk_space: int | None, now: dt.datetime,
+                       teams: TeamFilter) -> HostSummary:
+    """Every count in one pass over the hosts, the platforms in a second, the built-in
+    labels in a third: three statements whatever the fleet's size."""
+    where = [team_clause(hosts.c.team_id, teams)]
+    if platform:
+        where.append(hosts.c.platform.in_(sorted(LINUX_PLATFORMS)) if platform == "linux"
+                     else hosts.c.platform == platform)
+    counts = (await conn.execute(sa.select(
+        sa.func.count(), _count_if(status_clause("online", now)),
+        _count_if(status_clause("missing", now)), _count_if(status_clause("new", now)),
+        _count_if(hosts.c.platform.in_(sorted(LINUX_PLATFORMS))),
+        _count_if(hosts.c.gigs_disk_space_available < (low_disk_space or 0)),
+    ).select_from(_FROM).where(*where))).one()
+    total, online, missing, new, linux, low_disk = (int(v) for v in counts)
+    platforms = await conn.execute(
+        sa.select(hosts.c.platform, sa.func.count()).where(*where)
+        .group_by(hosts.c.platform).order_by(hosts.c.platform))
+    builtin = await conn.execute(sa.select(*_LABEL_COLUMNS).where(
+        labels.c.label_type == "builtin").order_by(labels.c.id))
+    return HostSummary(
+        totals_hosts_count=total, online_count=online, offline_count=total - online,
+        mia_count=missing, new_count=new, all_linux_count=linux,
+        low_disk_space_count=low_disk if low_disk_space is not None else None,
+        platforms=tuple(PlatformCount(p, int(n)) for p, n in platforms),
+        builtin_labels=tuple(Label(*row) for row in builtin))
 
 
 _LABEL_COLUMNS = [labels.c[f.name] for f in fields(Label)]

@@ -6,7 +6,9 @@ the seen time each test gives, so each test controls the timestamps the status r
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,7 +16,7 @@ import sqlalchemy as sa
 from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost
 from fleet.store.db import utcnow
-from fleet.store.schema import HOST_CHILD_TABLES, hosts, label_membership
+from fleet.store.schema import HOST_CHILD_TABLES, hosts, label_membership, labels
 from tests import factories
 from tests.integration.conftest import Api, assert_error
 
@@ -53,7 +55,10 @@ async def test_host_json_has_fleet_fields(admin_api: Api) -> None:
     assert host["display_name"] == host["display_text"] == "Web"
     assert host["status"] == "online" and host["memory"] == 8 << 30
     assert host["team_id"] is None and host["team_name"] is None
-    assert host["issues"] == {"failing_policies_count": 0, "total_issues_count": 0}
+    assert host["issues"] == {"failing_policies_count": 0, "critical_vulnerabilities_count": 0,
+                              "total_issues_count": 0}
+    assert host["mdm"]["enrollment_status"] is None and host["mdm"]["name"] == ""
+    assert host["last_restarted_at"] is None  # no uptime reported yet
     assert host["refetch_requested"] is False
     assert host["seen_time"].endswith("Z") and host["created_at"].endswith("Z")
     assert dt.datetime.fromisoformat(host["seen_time"]).replace(tzinfo=None) == now
@@ -77,7 +82,8 @@ DOCUMENTED_HOST_FIELDS = {
     "memory", "hardware_vendor", "hardware_model", "hardware_version", "hardware_serial",
     "uptime", "primary_ip", "primary_mac", "public_ip", "distributed_interval",
     "config_tls_refresh", "logger_tls_period", "gigs_disk_space_available",
-    "percent_disk_space_available", "gigs_total_disk_space", "status", "issues"}
+    "percent_disk_space_available", "gigs_total_disk_space", "status", "issues", "mdm",
+    "last_restarted_at", "orbit_version", "fleet_desktop_version", "scripts_enabled"}
 
 
 async def test_host_json_is_the_documented_field_set(admin_api: Api) -> None:
@@ -90,6 +96,97 @@ async def test_host_json_is_the_documented_field_set(admin_api: Api) -> None:
     assert set(single) == DOCUMENTED_HOST_FIELDS | {"labels"}
     assert {k: v for k, v in single.items() if k != "labels"} == listed
     assert set(hosts.c.keys()) - DOCUMENTED_HOST_FIELDS == {"node_key", "osquery_host_id"}
+
+
+async def test_display_name_order_after_and_low_disk_space(admin_api: Api) -> None:
+    """Fleet's UI default sort (display_name: computer name, else hostname), keyset paging
+    with `after`, and the low disk space filter."""
+    ctx = admin_api.ctx
+    await add_host(ctx, hostname="zeta", computer_name="Alpha", gigs_disk_space_available=5)
+    await add_host(ctx, hostname="beta", gigs_disk_space_available=50)
+    await add_host(ctx, hostname="gamma", computer_name="", gigs_disk_space_available=9)
+    assert await hostnames(admin_api, order_key="display_name") == ["zeta", "beta", "gamma"]
+    assert await hostnames(admin_api, order_key="display_name",
+                           order_direction="desc") == ["gamma", "beta", "zeta"]
+    assert await hostnames(admin_api, order_key="hostname", after="beta") == ["gamma", "zeta"]
+    assert await hostnames(admin_api, order_key="gigs_disk_space_available",
+                           order_direction="desc", after="9") == ["zeta"]
+    assert sorted(await hostnames(admin_api, low_disk_space=10)) == ["gamma", "zeta"]
+    assert await count(admin_api, low_disk_space=6) == 1
+    for params, name in (({"after": "x"}, "after"),
+                         ({"order_key": "memory", "after": "lots"}, "after"),
+                         ({"order_key": "seen_time", "after": "yesterday"}, "after"),
+                         ({"low_disk_space": 0}, "low_disk_space"),
+                         ({"low_disk_space": 101}, "low_disk_space"),
+                         ({"label_id": "one"}, "label_id")):
+        assert_error(await admin_api.request("GET", "/hosts", params=params), 400,
+                     "Bad request", name)
+
+
+async def test_label_id_filters_list_and_count(admin_api: Api) -> None:
+    ctx = admin_api.ctx
+    ids = [await add_host(ctx, hostname=f"h{i}") for i in range(3)]
+    async with ctx.db.begin() as conn:
+        inserted = (await conn.execute(sa.insert(labels).values(
+            name="picked", description="", query="", platform="", label_type="regular",
+            label_membership_type="manual", created_at=utcnow(), updated_at=utcnow()))
+        ).inserted_primary_key
+        assert inserted is not None
+        label_id = inserted[0]
+        await conn.execute(sa.insert(label_membership), [
+            {"label_id": label_id, "host_id": h, "created_at": utcnow()} for h in ids[1:]])
+    assert await hostnames(admin_api, label_id=label_id) == ["h1", "h2"]
+    assert await count(admin_api, label_id=label_id) == 2
+    assert await count(admin_api, label_id=label_id + 1000) == 0
+
+
+async def test_host_summary_counts(admin_api: Api) -> None:
+    ctx = admin_api.ctx
+    now = utcnow()
+    await add_host(ctx, hostname="u1", platform="ubuntu", seen=now, created=now,
+                   gigs_disk_space_available=3)
+    await add_host(ctx, hostname="c1", platform="centos", seen=now - dt.timedelta(days=40))
+    await add_host(ctx, hostname="m1", platform="darwin", seen=now - dt.timedelta(hours=2),
+                   gigs_disk_space_available=80)
+    r = await admin_api.request("GET", "/host_summary", params={"low_disk_space": 10})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["totals_hosts_count"] == 3 and body["online_count"] == 1
+    assert body["offline_count"] == 2 and body["mia_count"] == 1
+    assert body["missing_30_days_count"] == 1 and body["new_count"] == 1
+    assert body["all_linux_count"] == 2 and body["low_disk_space_count"] == 2
+    assert body["platforms"] == [{"platform": "centos", "hosts_count": 1},
+                                 {"platform": "darwin", "hosts_count": 1},
+                                 {"platform": "ubuntu", "hosts_count": 1}]
+    assert any(lb["name"] == "All Hosts" for lb in body["builtin_labels"])
+    linux = (await admin_api.request("GET", "/host_summary",
+                                     params={"platform": "linux"})).json()
+    assert linux["totals_hosts_count"] == 2 and linux["low_disk_space_count"] is None
+    assert_error(await admin_api.request("GET", "/host_summary",
+                                         params={"low_disk_space": "lots"}),
+                 400, "Bad request", "low_disk_space")
+
+
+async def test_hosts_report_csv(admin_api: Api) -> None:
+    ctx = admin_api.ctx
+    for i in range(5):
+        await add_host(ctx, hostname=f"r{i}", hardware_serial=f"S{i}", platform="ubuntu")
+    r = await admin_api.request("GET", "/hosts/report", params={
+        "format": "csv", "columns": "hostname,hardware_serial,status",
+        "order_key": "hostname", "order_direction": "desc"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    assert "attachment" in r.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[0] == ["hostname", "hardware_serial", "status"]
+    assert [row[:2] for row in rows[1:]] == [[f"r{i}", f"S{i}"] for i in range(4, -1, -1)]
+    full = list(csv.reader(io.StringIO((await admin_api.request(
+        "GET", "/hosts/report", params={"format": "csv", "query": "r3"})).text)))
+    assert "display_name" in full[0] and len(full) == 2
+    for params, name in (({"format": "csv", "columns": "hostname,node_key"}, "columns"),
+                         ({"format": "json"}, "format"), ({}, "format")):
+        assert_error(await admin_api.request("GET", "/hosts/report", params=params), 400,
+                     "Bad request", name)
 
 
 async def test_pagination_and_ordering(admin_api: Api) -> None:

@@ -76,6 +76,8 @@ PERMISSIONS: dict[tuple[str, str], Entry] = {
     # hosts
     ("GET", API + "/hosts"): Entry(READERS),
     ("GET", API + "/hosts/count"): Entry(READERS),
+    ("GET", API + "/hosts/report"): Entry(READERS),
+    ("GET", API + "/host_summary"): Entry(READERS),
     ("GET", API + "/hosts/identifier/{identifier}"): Entry(READERS),
     ("GET", API + "/hosts/{host_id:int}"): Entry(READERS),
     ("POST", API + "/hosts/delete"): Entry(HOST_WRITERS, {"ids": [MISSING]}),

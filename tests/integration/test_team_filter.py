@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from fleet.core.authz import Role, Viewer
 from fleet.core.errors import NotFound, PermissionDenied
-from fleet.core.hosts import Host
+from fleet.core.hosts import Host, HostFilter
 from fleet.service import campaigns, host_admin, users
 from fleet.service import queries as query_service
 from fleet.service.context import ServiceContext
@@ -80,7 +80,7 @@ async def test_bulk_deletes_reach_only_the_viewers_teams(
     with pytest.raises(NotFound):
         await host_admin.delete_host(ctx, maintainer, host_ids[2])
     assert await host_admin.delete_hosts(ctx, maintainer, ids=None,
-                                         filters=host_admin.HostFilters()) == 0
+                                         filters=HostFilter()) == 0
     assert await listed(ctx, OBSERVER) == sorted([host_ids[2], host_ids[None]])
 
 
