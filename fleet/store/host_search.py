@@ -182,9 +182,12 @@ async def _hosts(conn: AsyncConnection, stmt: sa.Select[Any]) -> list[Host]:
 
 
 async def list_hosts(conn: AsyncConnection, opts: ListOptions, *, status: str | None,
-                     now: dt.datetime, teams: TeamFilter) -> list[HostValues]:
-    """Hosts as `HostValues` tuples (the fast path: lists may hold every host)."""
-    stmt = _select_hosts().where(*_filters(opts, status, now, teams))
+                     now: dt.datetime, teams: TeamFilter,
+                     label_id: int | None = None) -> list[HostValues]:
+    """Hosts as `HostValues` tuples (the fast path: lists may hold every host); with
+    `label_id`, only that label's members."""
+    source, where = _source_and_filters(opts, status, label_id, now, teams)
+    stmt = sa.select(*_COLUMNS, SEEN_TIME.label("seen_time")).select_from(source).where(*where)
     stmt = apply_list_options(stmt, opts, HOST_SORTABLE, hosts.c.id)
     return [tuple(row) for row in await conn.execute(stmt)]
 
@@ -238,7 +241,7 @@ async def find_host(conn: AsyncConnection, identifier: str) -> Host | None:
     return found[0] if found else None
 
 
-_LABEL_COLUMNS = [labels.c[f.name] for f in fields(Label)]
+_LABEL_COLUMNS = [labels.c[f.name] for f in fields(Label) if f.name in labels.c]
 
 
 async def host_labels(conn: AsyncConnection, host_id: int) -> list[Label]:
