@@ -190,7 +190,7 @@ async def apply_label_specs(ctx: ServiceContext, viewer: Viewer,
                             specs: Sequence[Mapping[str, Any]]) -> None:
     """Create or overwrite labels by name (query and platform included, as Fleet's apply);
     a manual spec's `hosts` replace its membership. Specs of built-in labels (what `get
-    labels` prints) are skipped. All specs are checked before anything is written, in one
+    labels` prints, `label_type: builtin`) are skipped; others naming one are refused. All specs are checked before anything is written, in one
     transaction."""
     authorize(viewer, Action.WRITE_LABELS, GLOBAL)
     names = [spec["name"] for spec in specs]
@@ -200,10 +200,12 @@ async def apply_label_specs(ctx: ServiceContext, viewer: Viewer,
         existing = await store.labels_by_name(conn, names)
         for spec in specs:
             current = existing.get(spec["name"])
-            if spec.get("label_type") == BUILTIN or (current and current.label_type == BUILTIN):
-                if current is None or current.label_type != BUILTIN:
-                    raise ValidationFailed(f"{spec['name']!r} is not a built-in label",
-                                           name="label_type")
+            builtin = current is not None and current.label_type == BUILTIN
+            if (spec.get("label_type") == BUILTIN) != builtin:
+                raise ValidationFailed(
+                    f"cannot modify built-in label {spec['name']!r}" if builtin else
+                    f"{spec['name']!r} is not a built-in label", name="label_type")
+            if builtin:
                 continue
             hosts = spec.get("hosts") or []
             values = _new_values({**spec, "label_membership_type":
@@ -242,8 +244,10 @@ async def _manual_label_ids(conn: AsyncConnection, names: Sequence[str]) -> list
 
 async def change_host_labels(ctx: ServiceContext, viewer: Viewer, host_id: int,
                              names: Sequence[str], *, add: bool) -> None:
-    """Add the host to (or remove it from) manual labels, by name."""
+    """Add the host to (or remove it from) manual labels, by name (a host write: for who
+    may write both hosts and labels)."""
     authorize(viewer, Action.WRITE_LABELS, GLOBAL)
+    authorize_any(viewer, Action.WRITE_HOSTS)
     async with ctx.db.begin() as conn:
         host = await host_search.get_host(conn, host_id)
         if host is None:
