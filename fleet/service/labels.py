@@ -189,9 +189,9 @@ async def label_spec(ctx: ServiceContext, viewer: Viewer, name: str) -> tuple[La
 async def apply_label_specs(ctx: ServiceContext, viewer: Viewer,
                             specs: Sequence[Mapping[str, Any]]) -> None:
     """Create or overwrite labels by name (query and platform included, as Fleet's apply);
-    a manual spec's `hosts` replace its membership. Specs of built-in labels (what `get
-    labels` prints, `label_type: builtin`) are skipped; others naming one are refused. All specs are checked before anything is written, in one
-    transaction."""
+    a manual spec's `hosts` replace its membership. Specs of built-in labels (as `get
+    labels` prints them, `label_type: builtin`) are skipped; others naming one are refused.
+    All are written in one transaction: one bad spec writes nothing."""
     authorize(viewer, Action.WRITE_LABELS, GLOBAL)
     names = [spec["name"] for spec in specs]
     if len(set(names)) != len(names):
