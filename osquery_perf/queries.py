@@ -1,10 +1,11 @@
 """Answering distributed and scheduled queries without SQLite.
 
 Fleet's queries are recognised by name first (``fleet_detail_query_<name>``, labels,
-policies), as Fleet's own osquery-perf does; label queries other than ``SELECT 1``/``SELECT 0``
-are evaluated against the host's tables, so label memberships are real. Anything else goes through a deliberately loose
-evaluator: it reads the tables of a top-level ``FROM`` (one table, or a join of tables with
-commas or ``[LEFT|INNER|CROSS] JOIN ... ON/USING``), projects plain and qualified columns and
+policies), as Fleet's own osquery-perf does; label queries other than ``SELECT 1`` and
+``SELECT 0`` are evaluated against the host's tables, so label memberships are real.
+Anything else goes through a deliberately loose evaluator: it reads the tables of a
+top-level ``FROM`` (one table, or a join of tables with commas or
+``[LEFT|INNER|CROSS] JOIN ... ON/USING``), projects plain and qualified columns and
 aliases, honours ``count(*)``, ``LIMIT`` and simple ``WHERE``/``ON`` conjunctions
 (``col = 'x' AND a.pid = b.pid AND col LIKE 'y%'``), and otherwise returns every row. SQL that
 SQLite could not prepare fails with SQLite's message, as osqueryd reports it. Parsing is
