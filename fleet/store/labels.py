@@ -24,6 +24,7 @@ from fleet.store.host_search import (
     ListOptions,
     apply_list_options,
     identified_by,
+    search_clause,
     team_clause,
 )
 from fleet.store.schema import hosts, label_membership, labels
@@ -54,7 +55,12 @@ async def _with_counts(conn: AsyncConnection, rows: Sequence[Any],
 
 
 async def list_labels(conn: AsyncConnection, opts: ListOptions, teams: TeamFilter) -> list[Label]:
-    stmt = apply_list_options(sa.select(*_COLUMNS), opts, _SORTABLE, labels.c.id)
+    """Labels whose name contains `opts.query` (every label without one)."""
+    stmt = sa.select(*_COLUMNS)
+    text = search_clause(opts.query, (labels.c.name,))
+    if text is not None:
+        stmt = stmt.where(text)
+    stmt = apply_list_options(stmt, opts, _SORTABLE, labels.c.id)
     return await _with_counts(conn, (await conn.execute(stmt)).all(), teams)
 
 

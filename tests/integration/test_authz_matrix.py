@@ -95,6 +95,9 @@ PERMISSIONS: dict[tuple[str, str], Entry] = {
     ("GET", API + "/spec/labels/{name:path}"): Entry(READERS),
     ("POST", API + "/spec/labels"): Entry(
         WRITERS, {"specs": [{"name": "spec", "query": "SELECT 1"}]}),
+    # live-query target picker
+    ("POST", API + "/targets"): Entry(READERS, {"query": "x"}),
+    ("POST", API + "/targets/count"): Entry(READERS, {"selected": {"labels": [MISSING]}}),
     # saved queries and their specs
     ("GET", API + "/queries"): Entry(READERS),
     ("GET", API + "/queries/{query_id:int}"): Entry(READERS),

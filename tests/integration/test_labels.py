@@ -283,3 +283,32 @@ async def test_other_instances_drop_their_label_list(ctx: ServiceContext) -> Non
     assert await ctx.label_queries.queries(ctx.db) == first  # cached
     ctx.remote_change(b"another-instance:labels:")
     assert len(await ctx.label_queries.queries(ctx.db)) == len(first) + 1
+
+
+async def test_targets_search_and_count(fleet: tuple[Api, dict[str, str]]) -> None:
+    api, _keys = fleet
+    macos = await label_id(api, "macOS")
+    await api.request("POST", "/labels", json={"name": "Pilot", "hosts": ["ubu-1", "win-1"]})
+    pilot = await label_id(api, "Pilot")
+    r = await api.request("POST", "/targets", json={"query": "ubu"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert {h["hostname"] for h in body["targets"]["hosts"]} == {"ubu-1", "ubu-2"}
+    assert body["targets_count"] == 0
+    r = await api.request("POST", "/targets", json={"query": "pil", "selected": {
+        "hosts": [], "labels": [pilot]}})
+    body = r.json()
+    assert body["targets"]["labels"] == []  # already selected
+    assert (body["targets_count"], body["targets_online"], body["targets_offline"]) == (2, 2, 0)
+    r = await api.request("POST", "/targets", json={"query": "mac"})
+    assert [lbl["id"] for lbl in r.json()["targets"]["labels"]] == [macos]
+
+    ubu_2 = int((await api.request("GET", "/hosts/identifier/ubu-2")).json()["host"]["id"])
+    r = await api.request("POST", "/targets/count", json={"selected": {
+        "hosts": [ubu_2], "labels": [pilot]}})
+    assert r.json() == {"targets_count": 3, "targets_online": 3, "targets_offline": 0}
+    all_hosts = await label_id(api, "All Hosts")
+    r = await api.request("POST", "/targets/count", json={"selected": {"labels": [all_hosts]}})
+    assert r.json()["targets_count"] == 4
+    assert_error(await api.request("POST", "/targets/count", json={"selected": {
+        "labels": ["x"]}}), 422, "Validation Failed", "labels")
