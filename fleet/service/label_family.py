@@ -20,6 +20,7 @@ from fleet.core.labels import PREFIX, membership_result
 from fleet.service.context import ServiceContext
 from fleet.service.families import Answer, HostWrite, Query, campaign_id, jitter_seconds
 from fleet.service.hostcache import CachedHost
+from fleet.store.db import is_outage
 
 log = logging.getLogger("fleet.families")
 
@@ -35,8 +36,17 @@ class LabelFamily:
         return host.label_updated_at < now - (interval + jitter)
 
     async def queries(self, ctx: ServiceContext, host: CachedHost) -> Mapping[str, Query]:
-        return {str(label.id): Query(label.query)
-                for label in await ctx.label_queries.queries(ctx.db)
+        try:
+            labels = await ctx.label_queries.queries(ctx.db)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            # Never loaded and the database is away: labels wait for the next check-in,
+            # vitals and live queries must still flow. Debug only: every check-in would
+            # repeat it, and the outage is already reported once by the agent endpoints.
+            log.debug("label queries unavailable for host %s: %s", host.id, exc)
+            return {}
+        return {str(label.id): Query(label.query) for label in labels
                 if label.runs_on(host.platform)}
 
     async def ingest(self, ctx: ServiceContext, host: CachedHost,

@@ -158,7 +158,7 @@ async def test_dynamic_labels_gain_exactly_the_matching_hosts(
         asked = await read(api, key)
         assert PREFIX + str(rest_label) in asked
         assert (PREFIX + str(spec_label) in asked) == (PLATFORMS[hostname] == "windows")
-        answers = {name: [] for name in asked if name.startswith(PREFIX)}
+        answers: dict[str, Any] = {name: [] for name in asked if name.startswith(PREFIX)}
         if hostname == "mac-1":
             answers[PREFIX + str(rest_label)] = [{"1": "1"}]
         if hostname == "win-1":
