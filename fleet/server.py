@@ -16,11 +16,13 @@ from fleet.api import (
     health,
     home,
     hosts,
+    labels,
     live,
     queries,
     secrets,
     sessions,
     setup,
+    targets,
     trigger,
     users,
     websocket,
@@ -86,7 +88,8 @@ def create_app(ctx: ServiceContext, *, owns_context: bool = False,
     app.include_router(home.router)
     app.include_router(docs.router)
     for prefix in FLEET_API_PREFIXES:
-        for module in (sessions, users, hosts, queries, secrets, live, trigger):
+        for module in (sessions, users, hosts, labels, queries, secrets, live, targets,
+                       trigger):
             app.include_router(module.router, prefix=prefix)
     app.include_router(websocket.router)
     front = AgentFrontDoor(ctx, SecurityHeaders(app, tls=ctx.cfg.server.tls))

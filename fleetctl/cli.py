@@ -128,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     hosts = _command(kinds, "hosts", get.get_hosts, "list information about hosts",
                      aliases=("host", "H"))
     hosts.add_argument("identifier", nargs="?", help="hostname, UUID or serial of one host")
+    hosts.add_argument("--label", default="", help="only the hosts of this label (by name)")
     _output_flags(hosts)
+    labels = _command(kinds, "labels", get.get_labels, "list labels", aliases=("label", "l"))
+    labels.add_argument("name", nargs="?", help="name of one label to show")
+    _output_flags(labels)
     queries = _command(kinds, "queries", get.get_queries, "list saved queries",
                        aliases=("query", "q", "reports", "report", "r"))
     queries.add_argument("name", nargs="?", help="name of one query to show")
@@ -143,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("-f", "--file", required=True, help="a .yml/.yaml file of specs")
     apply.add_argument("--dry-run", action="store_true",
                        help="only supported for config and team specs; others are skipped")
+
+    delete = _command(commands, "delete", specs.delete, "delete what YAML specs name "
+                      f"({', '.join(k.plural for k in specs.KINDS if k.delete)})")
+    delete.add_argument("-f", "--file", required=True, help="a .yml/.yaml file of specs")
 
     query = _command(commands, "query", live.run_query, "run a live query",
                      aliases=("report",))

@@ -191,11 +191,12 @@ class FleetClient:
 
     # --- hosts ----------------------------------------------------------------------------
 
-    def list_hosts(self, page: int, per_page: int) -> list[dict[str, Any]]:
-        """One page of `GET /hosts`."""
+    def list_hosts(self, page: int, per_page: int,
+                   label_id: int | None = None) -> list[dict[str, Any]]:
+        """One page of `GET /hosts` (of `GET /labels/{id}/hosts` with `label_id`)."""
+        path = f"{API}/hosts" if label_id is None else f"{API}/labels/{label_id}/hosts"
         hosts: list[dict[str, Any]] = self._call(
-            "GET", f"{API}/hosts", params={"page": page, "per_page": per_page}
-        ).get("hosts") or []
+            "GET", path, params={"page": page, "per_page": per_page}).get("hosts") or []
         return hosts
 
     def get_host_by_identifier(self, identifier: str) -> Any:
@@ -214,6 +215,22 @@ class FleetClient:
 
     def apply_query_specs(self, specs: list[dict[str, Any]]) -> None:
         self._call("POST", f"{API}/spec/queries", body={"specs": specs})
+
+    def delete_query(self, name: str) -> None:
+        self._call("DELETE", f"{API}/queries/{quote(name, safe='')}")
+
+    def get_label_specs(self) -> list[dict[str, Any]]:
+        specs: list[dict[str, Any]] = self._call("GET", f"{API}/spec/labels").get("specs") or []
+        return specs
+
+    def get_label_spec(self, name: str) -> Any:
+        return self._call("GET", f"{API}/spec/labels/{quote(name, safe='')}").get("specs")
+
+    def apply_label_specs(self, specs: list[dict[str, Any]]) -> None:
+        self._call("POST", f"{API}/spec/labels", body={"specs": specs})
+
+    def delete_label(self, name: str) -> None:
+        self._call("DELETE", f"{API}/labels/{quote(name, safe='')}")
 
     def get_enroll_secret_spec(self) -> Any:
         return self._call("GET", f"{API}/spec/enroll_secret").get("spec")

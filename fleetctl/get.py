@@ -1,4 +1,4 @@
-"""`fleetctl get <kind>`: list or show hosts, saved queries and enroll secrets."""
+"""`fleetctl get <kind>`: list or show hosts, labels, saved queries and enroll secrets."""
 
 from __future__ import annotations
 
@@ -33,7 +33,11 @@ def get_hosts(args: argparse.Namespace) -> int:
             print_spec("host", host, as_json=args.json)
             return 0
         try:
-            hosts = _all_hosts(client)
+            label_id = int(client.get_label_spec(args.label)["id"]) if args.label else None
+        except APIError as exc:
+            raise CLIError(f"could not get label {args.label!r}: {exc}") from None
+        try:
+            hosts = _all_hosts(client, label_id)
         except APIError as exc:
             raise CLIError(f"could not list hosts: {exc}") from None
 
@@ -58,12 +62,13 @@ def get_hosts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _all_hosts(client: FleetClient) -> list[dict[str, Any]]:
-    """Page through `/hosts` until a short page, so large fleets are listed completely."""
+def _all_hosts(client: FleetClient, label_id: int | None = None) -> list[dict[str, Any]]:
+    """Page through `/hosts` (a label's hosts with `label_id`) until a short page, so large
+    fleets are listed completely."""
     hosts: list[dict[str, Any]] = []
     page = 0
     while True:
-        batch = client.list_hosts(page, HOSTS_PER_PAGE)
+        batch = client.list_hosts(page, HOSTS_PER_PAGE, label_id)
         hosts.extend(batch)
         if len(batch) < HOSTS_PER_PAGE:
             return hosts
@@ -92,6 +97,25 @@ def get_queries(args: argparse.Namespace) -> int:
     rows = [[str(s.get("name") or ""), str(s.get("description") or ""),
              str(s.get("query") or "")] for s in specs]
     print(render_table(["name", "description", "query"], rows))
+    return 0
+
+
+def get_labels(args: argparse.Namespace) -> int:
+    _check_format(args)
+    with _client(args) as client:
+        try:
+            specs = [client.get_label_spec(args.name)] if args.name else client.get_label_specs()
+        except APIError as exc:
+            raise CLIError(f"could not get labels: {exc}") from None
+
+    if args.json or args.yaml or args.name:
+        for spec in specs:
+            print_spec("label", {k: v for k, v in spec.items() if v is not None},
+                       as_json=args.json)
+        return 0
+    rows = [[str(s.get("id") or ""), str(s.get("name") or ""), str(s.get("description") or ""),
+             str(s.get("query") or "")] for s in specs]
+    print(render_table(["id", "name", "description", "query"], rows))
     return 0
 
 

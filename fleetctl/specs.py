@@ -1,10 +1,11 @@
-"""`fleetctl apply -f FILE`: upload YAML specs, one `kind` per entry of `KINDS`.
+"""`fleetctl apply -f FILE` / `delete -f FILE`: upload YAML specs, or delete what they name,
+one `kind` per entry of `KINDS`.
 
 The whole file is parsed and validated before anything is sent, so a typo in the last
 document does not leave the server half-updated. Specs are then applied kind by kind in the
 order of `KINDS`, which is their dependency order (as in Fleet: labels before packs, teams
 before team queries). A new kind is one `SpecKind` entry: its parser, its apply call and its
-place in that order.
+place in that order (and its delete call, if the kind can be deleted by name).
 """
 
 from __future__ import annotations
@@ -34,25 +35,49 @@ REQUIRED_QUERY_FIELDS = ("name", "query")
 
 
 def _type_name(kind: type) -> str:
-    return {str: "a string", int: "an integer", bool: "true or false"}[kind]
+    return {str: "a string", int: "an integer", bool: "true or false",
+            list: "a list"}[kind]
 
 
 def _query_spec(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    return _checked_fields(spec, where, QUERY_FIELDS, REQUIRED_QUERY_FIELDS)
+
+
+# The fields of a label spec, with their YAML types (`id` and `label_type` are what `get
+# labels` prints: accepted so its output applies back).
+LABEL_FIELDS: dict[str, type] = {
+    "name": str, "description": str, "query": str, "platform": str,
+    "label_membership_type": str, "hosts": list, "label_type": str, "id": int,
+}
+
+
+def _checked_fields(spec: dict[str, Any], where: str, known: dict[str, type],
+                    required: tuple[str, ...]) -> dict[str, Any]:
     """Check each field's type here, where the file and document can still be named."""
     out: dict[str, Any] = {}
     for key, value in spec.items():
-        if value is None and key not in REQUIRED_QUERY_FIELDS:
+        if value is None and key not in required:
             continue  # `description:` with nothing after it means "not set"
-        kind = QUERY_FIELDS.get(key)
+        kind = known.get(key)
         if kind is None:
-            raise CLIError(f"{where}: unknown field spec.{key} (known: {', '.join(QUERY_FIELDS)})")
+            raise CLIError(f"{where}: unknown field spec.{key} (known: {', '.join(known)})")
         # YAML booleans are ints to Python; an interval of `true` is still wrong.
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise CLIError(f"{where}: spec.{key} must be {_type_name(kind)}")
         out[key] = value
-    for key in REQUIRED_QUERY_FIELDS:
+    for key in required:
         if not out.get(key):
             raise CLIError(f"{where}: spec.{key} is required")
+    return out
+
+
+def _label_spec(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    out = _checked_fields(spec, where, LABEL_FIELDS, ("name",))
+    if not all(isinstance(h, str) for h in out.get("hosts", [])):
+        raise CLIError(f"{where}: spec.hosts must be a list of hostnames")
+    if out.get("label_membership_type") not in (None, "dynamic", "manual"):
+        raise CLIError(f"{where}: spec.label_membership_type must be dynamic or manual")
+    out.pop("id", None)
     return out
 
 
@@ -73,6 +98,23 @@ def _apply_queries(client: FleetClient, specs: list[Spec]) -> str:
     return f"applied {len(specs)} queries"
 
 
+def _apply_labels(client: FleetClient, specs: list[Spec]) -> str:
+    client.apply_label_specs(specs)
+    return f"applied {len(specs)} labels"
+
+
+def _delete_queries(client: FleetClient, specs: list[Spec]) -> str:
+    for spec in specs:
+        client.delete_query(spec["name"])
+    return f"deleted {len(specs)} queries"
+
+
+def _delete_labels(client: FleetClient, specs: list[Spec]) -> str:
+    for spec in specs:
+        client.delete_label(spec["name"])
+    return f"deleted {len(specs)} labels"
+
+
 def _apply_enroll_secrets(client: FleetClient, specs: list[Spec]) -> str:
     # Each enroll_secret spec replaces the whole global set, so the last one wins.
     client.apply_enroll_secret_spec(specs[-1])
@@ -87,12 +129,14 @@ class SpecKind:
     plural: str  # what the output calls a group of them ("enroll secrets")
     parse: Callable[[Spec, str], Spec]  # (spec, where in the file) -> the body to send
     apply: Callable[[FleetClient, list[Spec]], str]  # sends them; returns the `[+]` line
+    delete: Callable[[FleetClient, list[Spec]], str] | None = None  # `delete -f`, by name
 
 
 # In dependency order: `apply` sends each kind's specs after those of the kinds above it.
 KINDS: tuple[SpecKind, ...] = (
     # `report` is the name newer Fleet releases use for saved queries.
-    SpecKind(("query", "report"), "queries", _query_spec, _apply_queries),
+    SpecKind(("label",), "labels", _label_spec, _apply_labels, _delete_labels),
+    SpecKind(("query", "report"), "queries", _query_spec, _apply_queries, _delete_queries),
     SpecKind(("enroll_secret",), "enroll secrets", _secrets_spec, _apply_enroll_secrets),
 )
 KINDS_BY_NAME: dict[str, SpecKind] = {name: kind for kind in KINDS for name in kind.names}
@@ -157,4 +201,22 @@ def apply(args: argparse.Namespace) -> int:
             except APIError as exc:
                 raise CLIError(f"applying {kind.plural}: {exc}") from None
             print(f"[+] {done}")
+    return 0
+
+
+def delete(args: argparse.Namespace) -> int:
+    """`fleetctl delete -f FILE`: delete what the file's specs name (labels, queries)."""
+    group = parse_specs(args.file)
+    unsupported = [kind.plural for kind in group if kind.delete is None]
+    if unsupported:
+        raise CLIError(f"delete is not supported for {', '.join(unsupported)}")
+    with FleetClient(load_context(args.config, args.context), debug=args.debug) as client:
+        # Reverse dependency order: what uses a label goes before the label.
+        for kind, specs in reversed(group.items()):
+            assert kind.delete is not None
+            try:
+                done = kind.delete(client, specs)
+            except APIError as exc:
+                raise CLIError(f"deleting {kind.plural}: {exc}") from None
+            print(f"[-] {done}")
     return 0

@@ -1,9 +1,11 @@
 """Answering distributed and scheduled queries without SQLite.
 
 Fleet's queries are recognised by name first (``fleet_detail_query_<name>``, labels,
-policies), as Fleet's own osquery-perf does. Anything else goes through a deliberately loose
-evaluator: it reads the tables of a top-level ``FROM`` (one table, or a join of tables with
-commas or ``[LEFT|INNER|CROSS] JOIN ... ON/USING``), projects plain and qualified columns and
+policies), as Fleet's own osquery-perf does; label queries other than ``SELECT 1`` and
+``SELECT 0`` are evaluated against the host's tables, so label memberships are real.
+Anything else goes through a deliberately loose evaluator: it reads the tables of a
+top-level ``FROM`` (one table, or a join of tables with commas or
+``[LEFT|INNER|CROSS] JOIN ... ON/USING``), projects plain and qualified columns and
 aliases, honours ``count(*)``, ``LIMIT`` and simple ``WHERE``/``ON`` conjunctions
 (``col = 'x' AND a.pid = b.pid AND col LIKE 'y%'``), and otherwise returns every row. SQL that
 SQLite could not prepare fails with SQLite's message, as osqueryd reports it. Parsing is
@@ -545,12 +547,40 @@ def policy_passes(name: str, sql: str, host_uuid: str, pass_prob: float) -> bool
     return zlib.crc32(f"{host_uuid}/{name}".encode()) / 0xFFFFFFFF < pass_prob
 
 
+_WHERE = re.compile(r"\bwhere\b", re.I)
+_OR = re.compile(r"\s+or\s+", re.I)
+
+
+def label_answer(sql: str, ctx: Ctx) -> Answer:
+    """A label query: Fleet's osquery-perf convention for `SELECT 1` (member) and `SELECT 0`
+    (not), anything else evaluated against the host's own tables, so memberships follow the
+    simulated hosts. A WHERE of plain conditions joined by OR (the built-in labels') is the
+    union of its branches, which the loose evaluator alone would not narrow at all."""
+    text = sql.strip().rstrip(";")
+    norm = " ".join(text.lower().split())
+    if norm in ("select 1", "select 0"):
+        return Answer(ONE_ROW if norm == "select 1" else [])
+    head, *where = _WHERE.split(text, maxsplit=1)
+    branches = _OR.split(where[0]) if where and "(" not in where[0] else []
+    if len(branches) < 2:
+        return run_sql(sql, ctx)
+    rows: list[Row] = []
+    for branch in branches:
+        found = run_sql(f"{head} WHERE {branch}", ctx)
+        if found.status:
+            return found
+        rows = rows or found.rows
+    return Answer(rows)
+
+
 def answer(name: str, sql: str, ctx: Ctx, *, policy_pass_prob: float = 0.9) -> Answer:
     """Answer one distributed query the way the simulated host would."""
     if name.startswith(DETAIL_PREFIX):
         fn = DETAIL_QUERIES.get(name[len(DETAIL_PREFIX):])
         return Answer(fn(ctx) if fn else [])
-    if name.startswith(LABEL_PREFIX) or name == NO_POLICIES:
+    if name.startswith(LABEL_PREFIX):
+        return label_answer(sql, ctx)
+    if name == NO_POLICIES:
         return Answer(ONE_ROW)
     if name.startswith(POLICY_PREFIX):
         ok = policy_passes(name, sql, ctx.host.uuid, policy_pass_prob)

@@ -18,10 +18,10 @@ from fleet.service import users as user_service
 from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost
 from fleet.store import hosts as host_store
+from fleet.store import labels as label_store
 from fleet.store import queries as query_store
 from fleet.store import secrets as secret_store
 from fleet.store.db import utcnow
-from fleet.store.schema import label_membership, labels
 
 PASSWORD = "correct-horse-1!"
 _serial = itertools.count(1)
@@ -85,17 +85,13 @@ async def enroll_secret(ctx: ServiceContext, secret: str | None = None) -> str:
 
 async def label(ctx: ServiceContext, name: str | None = None, host_ids: Sequence[int] = (),
                 **fields: Any) -> int:
-    """A manual label holding `host_ids`. No store function writes labels yet (they come
-    with the labels feature), so this is the one factory with its own statements: replace
-    them with the store's when it has them."""
+    """A label (manual unless `fields` say otherwise) holding `host_ids`; `fields` are label
+    columns."""
     now = utcnow()
+    values = {"name": name or f"label-{next(_serial)}", "description": "", "query": "SELECT 1",
+              "platform": "", "label_type": "regular", "label_membership_type": "manual",
+              "created_at": now, "updated_at": now, **fields}
     async with ctx.db.begin() as conn:
-        result = await conn.execute(labels.insert().values(
-            name=name or f"label-{next(_serial)}", description="", query="SELECT 1",
-            created_at=now, updated_at=now, **fields))
-        (label_id,) = result.inserted_primary_key or (None,)
-        assert label_id is not None
-        if host_ids:
-            await conn.execute(label_membership.insert(), [
-                {"label_id": label_id, "host_id": h, "created_at": now} for h in host_ids])
-    return int(label_id)
+        label_id = await label_store.insert_label(conn, values)
+        await label_store.set_label_hosts(conn, label_id, host_ids, now)
+    return label_id

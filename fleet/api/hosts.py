@@ -4,6 +4,7 @@ and the Fleet Host JSON object."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import operator
@@ -29,18 +30,24 @@ router = rest_router()
 StatusParam = Annotated[Literal["online", "offline", "new", "missing", "mia"] | None, Query()]
 
 
-def host_filter(
+def list_filter(
     status: StatusParam = None,
-    label_id: IdParam = None,
     team_id: IdParam = None,
     low_disk_space: Annotated[int | None, Query(ge=1, le=100)] = None,
     after: Annotated[str | None, Query(max_length=255)] = None,
 ) -> HostFilter:
-    """Fleet's host-list filters (`label_id` also on `/hosts`, as `/labels/{id}/hosts`)."""
-    return HostFilter(status=status, label_id=label_id, team_id=team_id,
-                      low_disk_space=low_disk_space, after=after)
+    """Fleet's host-list filters (what `/labels/{id}/hosts` takes besides its label)."""
+    return HostFilter(status=status, team_id=team_id, low_disk_space=low_disk_space,
+                      after=after)
 
 
+def host_filter(where: Annotated[HostFilter, Depends(list_filter)],
+                label_id: IdParam = None) -> HostFilter:
+    """The list filters plus `label_id` (`/hosts`, `/hosts/count`, `/hosts/report`)."""
+    return dataclasses.replace(where, label_id=label_id)
+
+
+ListFilterParams = Annotated[HostFilter, Depends(list_filter)]
 HostFilterParams = Annotated[HostFilter, Depends(host_filter)]
 
 

@@ -42,6 +42,7 @@ class Action(StrEnum):
     RUN_SAVED_QUERIES = "run_saved_queries"  # observers: only queries with observer_can_run
     RUN_NEW_QUERIES = "run_new_queries"  # ad-hoc SQL
     READ_LABELS = "read_labels"
+    WRITE_LABELS = "write_labels"        # create/modify/delete labels, manual memberships
     READ_SECRETS = "read_secrets"
     WRITE_SECRETS = "write_secrets"
     READ_USERS = "read_users"            # also allowed on oneself
@@ -60,11 +61,12 @@ _ALLOWED: dict[Role, frozenset[Action]] = {
     Role.OBSERVER_PLUS: frozenset(_OBSERVER | {Action.RUN_NEW_QUERIES}),
     Role.MAINTAINER: frozenset(_OBSERVER | {
         Action.WRITE_HOSTS, Action.WRITE_QUERIES, Action.RUN_NEW_QUERIES,
-        Action.READ_SECRETS, Action.WRITE_SECRETS}),
+        Action.READ_SECRETS, Action.WRITE_SECRETS, Action.WRITE_LABELS}),
     Role.ADMIN: frozenset(Action) - _OWNER_ONLY,
     # API-only and write-only, for CI: it applies queries and enroll secrets (whose "CRUD"
     # includes reading them) but sees no hosts and runs nothing.
-    Role.GITOPS: frozenset({Action.WRITE_QUERIES, Action.READ_SECRETS, Action.WRITE_SECRETS}),
+    Role.GITOPS: frozenset({Action.WRITE_QUERIES, Action.READ_SECRETS, Action.WRITE_SECRETS,
+                            Action.WRITE_LABELS}),
 }
 # Global objects every team uses: a team member may read these as its role allows.
 _SHARED = frozenset({Action.READ_QUERIES, Action.READ_LABELS})

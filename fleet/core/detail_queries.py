@@ -49,6 +49,10 @@ class HostTables(Protocol):
     async def replace_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Make `rows` (without `host_id`) the host's rows of `table`."""
 
+    async def record_label_results(self, results: Mapping[int, bool]) -> None:
+        """The host's answers to dynamic labels, by label id: True adds the membership,
+        False removes it (in two statements whatever the number of labels)."""
+
 
 Ingest = Callable[[Rows, IngestContext], dict[str, Any]]
 DirectIngest = Callable[[HostTables, Rows, IngestContext], Awaitable[None]]

@@ -37,6 +37,7 @@ from fleet.core.campaigns import (
     Totals,
 )
 from fleet.core.errors import BadRequest, NotFound
+from fleet.core.hosts import HostSeen
 from fleet.service import queries as query_service
 from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost
@@ -110,10 +111,14 @@ async def create_by_identifiers(ctx: ServiceContext, viewer: Viewer, *, sql: str
 
 
 async def totals(ctx: ServiceContext, campaign_id: int) -> Totals:
-    now = utcnow()
-    online = missing = count = 0
     async with ctx.db.connect() as conn:
         facts = await store.target_seen_facts(conn, campaign_id)
+    return tally(facts, utcnow())
+
+
+def tally(facts: Sequence[HostSeen], now: dt.datetime) -> Totals:
+    """Targeted, online, offline and missing hosts among `facts`."""
+    online = missing = count = 0
     for f in facts:
         count += 1
         if hoststatus.is_online(f.seen_time, f.distributed_interval, f.config_tls_refresh, now):

@@ -12,6 +12,7 @@ from fleet.config import Config
 from fleet.logdest import LogDestination, create_destination
 from fleet.service.configcache import AgentConfigCache
 from fleet.service.hostcache import HostCache
+from fleet.service.labelcache import LabelQueryCache
 from fleet.service.seen import SeenBuffer
 from fleet.store.db import Database
 
@@ -22,6 +23,7 @@ INVALIDATION_BATCH = 1000
 # Kinds of invalidation message: `<instance id>:<kind>:<data>` on CACHE_INVALIDATION_CHANNEL.
 HOSTS = "hosts"  # data: host ids, comma-separated
 AGENT_CONFIG = "agent_config"  # data: a team id, or `*` for every team
+LABELS = "labels"  # data: empty (the dynamic labels' queries changed)
 
 
 @dataclass
@@ -32,6 +34,7 @@ class ServiceContext:
     host_cache: HostCache = field(default_factory=HostCache)
     agent_config: AgentConfigCache = field(default_factory=AgentConfigCache)
     seen: SeenBuffer = field(default_factory=SeenBuffer)
+    label_queries: LabelQueryCache = field(default_factory=LabelQueryCache)
     # Tags this process's broadcasts, so it does not evict entries it just refreshed itself.
     instance_id: str = field(default_factory=lambda: secrets.token_hex(8))
     result_log: LogDestination = field(init=False)
@@ -66,6 +69,16 @@ class ServiceContext:
         except BrokerUnavailable as exc:
             log.warning("agent config change not announced to other instances: %s", exc)
 
+    async def labels_changed(self) -> None:
+        """A label was created, changed or deleted (after the commit): every instance asks
+        hosts the new set at their next label refresh. A broker outage only delays the
+        others by the cache's age limit, so it is logged, not raised."""
+        self.label_queries.invalidate()
+        try:
+            await self._announce(LABELS, "")
+        except BrokerUnavailable as exc:
+            log.warning("label change not announced to other instances: %s", exc)
+
     async def _announce(self, kind: str, data: str) -> None:
         await self.broker.bus.publish(CACHE_INVALIDATION_CHANNEL,
                                       f"{self.instance_id}:{kind}:{data}".encode())
@@ -82,11 +95,14 @@ class ServiceContext:
                     self.host_cache.invalidate(int(host_id))
         elif kind == AGENT_CONFIG:
             self.agent_config.invalidate(int(data) if data.isdigit() else None)
+        elif kind == LABELS:
+            self.label_queries.invalidate()
 
     def drop_caches(self) -> None:
         """Forget every cached host and config (announcements may have been missed)."""
         self.host_cache.clear()
         self.agent_config.invalidate()
+        self.label_queries.invalidate()
 
     async def close_logs(self) -> None:
         await self.result_log.close()

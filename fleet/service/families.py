@@ -197,6 +197,16 @@ class LiveFamily:
 
 DETAILS = DetailFamily()
 LIVE = LiveFamily()
-# Live first: someone is waiting for those answers, so nothing else in the write may cost
-# them.
-REGISTRY = Registry((LIVE, DETAILS))
+
+
+def __getattr__(name: str) -> Registry:
+    """`REGISTRY`, built at first use: families in modules of their own build on this
+    module's types, so they can only be imported once it is (PEP 562 module attribute)."""
+    if name != "REGISTRY":
+        raise AttributeError(name)
+    from fleet.service.label_family import LabelFamily
+
+    # Live first: someone is waiting for those answers, so nothing else in the write may
+    # cost them.
+    registry = globals()["REGISTRY"] = Registry((LIVE, DETAILS, LabelFamily()))
+    return registry

@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from fleet.core.authz import TeamFilter
 from fleet.core.campaigns import STATUS_RUNNING, STATUS_WAITING, CampaignRecord
@@ -89,10 +90,9 @@ def _targeted_host_ids(campaign_id: int) -> sa.Select[Any]:
         hosts.c.id.in_(explicit), hosts.c.id.in_(members), all_hosts))
 
 
-async def resolve_targets(conn: AsyncConnection, host_ids: Sequence[int],
-                          label_ids: Sequence[int], teams: TeamFilter) -> list[int]:
-    """Host ids for explicit hosts and labels, before a campaign exists (sorted), of the
-    hosts within `teams`."""
+def _selected(host_ids: Sequence[int], label_ids: Sequence[int],
+              teams: TeamFilter) -> ColumnElement[bool] | None:
+    """The hosts within `teams` that explicit hosts and labels select (None: nothing is)."""
     conds: list[Any] = []
     if host_ids:
         conds.append(hosts.c.id.in_(list(host_ids)))
@@ -102,10 +102,28 @@ async def resolve_targets(conn: AsyncConnection, host_ids: Sequence[int],
         conds.append(sa.exists().where(labels.c.id.in_(list(label_ids)),
                                        labels.c.name == ALL_HOSTS))
     if not conds:
+        return None
+    return sa.and_(sa.or_(*conds), team_clause(hosts.c.team_id, teams))
+
+
+async def resolve_targets(conn: AsyncConnection, host_ids: Sequence[int],
+                          label_ids: Sequence[int], teams: TeamFilter) -> list[int]:
+    """Host ids for explicit hosts and labels, before a campaign exists (sorted), of the
+    hosts within `teams`."""
+    where = _selected(host_ids, label_ids, teams)
+    if where is None:
         return []
-    rows = await conn.execute(sa.select(hosts.c.id).where(
-        sa.or_(*conds), team_clause(hosts.c.team_id, teams)).order_by(hosts.c.id))
+    rows = await conn.execute(sa.select(hosts.c.id).where(where).order_by(hosts.c.id))
     return [int(r.id) for r in rows]
+
+
+async def selected_seen_facts(conn: AsyncConnection, host_ids: Sequence[int],
+                              label_ids: Sequence[int], teams: TeamFilter) -> list[HostSeen]:
+    """Status facts of the hosts `resolve_targets` would select (target counts)."""
+    where = _selected(host_ids, label_ids, teams)
+    if where is None:
+        return []
+    return [HostSeen(*row) for row in await conn.execute(_seen_facts(where))]
 
 
 def _seen_facts(where: Any) -> sa.Select[Any]:

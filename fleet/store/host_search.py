@@ -308,7 +308,7 @@ async def host_summary(conn: AsyncConnection, *, platform: str | None,
         builtin_labels=tuple(Label(*row) for row in builtin))
 
 
-_LABEL_COLUMNS = [labels.c[f.name] for f in fields(Label)]
+_LABEL_COLUMNS = [labels.c[f.name] for f in fields(Label) if f.name in labels.c]
 
 
 async def host_labels(conn: AsyncConnection, host_id: int) -> list[Label]:

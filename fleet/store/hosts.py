@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleet.store import labels as label_store
 from fleet.store.db import Database, insert_ignore, upsert, utcnow
 from fleet.store.schema import host_seen_times, hosts, label_membership, labels, max_int, metadata
 
@@ -160,6 +161,13 @@ class HostTables:
         if rows:
             await self._conn.execute(child.insert(),
                                      [{**row, "host_id": self._host_id} for row in rows])
+
+    async def record_label_results(self, results: Mapping[int, bool]) -> None:
+        await label_store.remove_host_from_labels(
+            self._conn, self._host_id, [label for label, member in results.items() if not member])
+        await label_store.add_host_to_labels(
+            self._conn, self._host_id, [label for label, member in results.items() if member],
+            utcnow())
 
 
 async def mark_seen(db: Database, host_ids: Iterable[int], seen: dt.datetime) -> None:

@@ -194,11 +194,15 @@ async def test_detail_queries_then_nothing_due_without_sql(
     assert "fleet_detail_query_network_interface_windows" not in names
     assert set(body["discovery"]) == names  # a discovery entry for every query
     assert "accelerate" not in body  # hostname and platform came with enrollment
+    # The built-in labels are asked too; answering them makes labels not due either.
+    label_queries = {n for n in names if n.startswith("fleet_label_query_")}
+    assert label_queries
 
     r = await agent.post("/api/osquery/distributed/write", headers={
         "X-Forwarded-For": "198.51.100.7, 10.0.0.1"}, json={
         "node_key": node_key,
         "queries": {
+            **{name: [{"1": "1"}] for name in label_queries},
             "fleet_detail_query_uptime": [{"total_seconds": "3600"}],
             "fleet_detail_query_network_interface_unix": [
                 {"address": "10.0.0.5", "mac": "52:54:00:12:34:56"}],

@@ -259,7 +259,7 @@ async def test_count_with_label_and_get_host_with_labels(admin_api: Api) -> None
     a = await add_host(ctx, hostname="a", seen=utcnow())
     b = await add_host(ctx, hostname="b")
     await add_host(ctx, hostname="c")
-    linux = await factories.label(ctx, "All Linux", [a, b])
+    linux = await factories.label(ctx, "Linux boxes", [a, b])
     await factories.label(ctx, "Empty", [])
     assert await count(admin_api) == 3
     assert await count(admin_api, label_id=linux) == 2
@@ -270,7 +270,7 @@ async def test_count_with_label_and_get_host_with_labels(admin_api: Api) -> None
     assert r.status_code == 200
     host = r.json()["host"]
     assert host["hostname"] == "a" and host["status"] == "online"
-    assert [lb["name"] for lb in host["labels"]] == ["All Hosts", "All Linux"]
+    assert [lb["name"] for lb in host["labels"]] == ["All Hosts", "Linux boxes"]
     assert host["labels"][1]["id"] == linux
     assert set(host["labels"][1]) >= {"label_type", "label_membership_type", "query"}
     assert_error(await admin_api.request("GET", "/hosts/999999"), 404, "Resource Not Found")

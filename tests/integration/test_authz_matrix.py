@@ -82,6 +82,24 @@ PERMISSIONS: dict[tuple[str, str], Entry] = {
     ("GET", API + "/hosts/{host_id:int}"): Entry(READERS),
     ("POST", API + "/hosts/delete"): Entry(HOST_WRITERS, {"ids": [MISSING]}),
     ("DELETE", API + "/hosts/{host_id:int}"): Entry(HOST_WRITERS),
+    # labels and their specs (gitops writes them, as queries)
+    ("GET", API + "/labels"): Entry(READERS),
+    ("GET", API + "/labels/summary"): Entry(READERS),
+    ("GET", API + "/labels/{label_id:int}"): Entry(READERS),
+    ("GET", API + "/labels/{label_id:int}/hosts"): Entry(READERS),
+    ("POST", API + "/labels"): Entry(WRITERS, {"name": "matrix", "query": "SELECT 1"}),
+    ("PATCH", API + "/labels/{label_id:int}"): Entry(WRITERS, {"name": "renamed"}),
+    ("DELETE", API + "/labels/id/{label_id:int}"): Entry(WRITERS),
+    ("DELETE", API + "/labels/{name:path}"): Entry(WRITERS),
+    ("POST", API + "/hosts/{host_id:int}/labels"): Entry(HOST_WRITERS, {"labels": ["x"]}),
+    ("DELETE", API + "/hosts/{host_id:int}/labels"): Entry(HOST_WRITERS, {"labels": ["x"]}),
+    ("GET", API + "/spec/labels"): Entry(READERS),
+    ("GET", API + "/spec/labels/{name:path}"): Entry(READERS),
+    ("POST", API + "/spec/labels"): Entry(
+        WRITERS, {"specs": [{"name": "spec", "query": "SELECT 1"}]}),
+    # live-query target picker
+    ("POST", API + "/targets"): Entry(READERS, {"query": "x"}),
+    ("POST", API + "/targets/count"): Entry(READERS, {"selected": {"labels": [MISSING]}}),
     # saved queries and their specs
     ("GET", API + "/queries"): Entry(READERS),
     ("GET", API + "/queries/{query_id:int}"): Entry(READERS),

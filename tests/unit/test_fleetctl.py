@@ -1145,3 +1145,24 @@ def test_tls_verification_rootca_and_skip_verify(fleetctl: Any, fake: FakeFleet,
                    "--quiet")
     assert res.code == 0, res.err
     assert len(res.out.splitlines()) == 2
+
+
+def test_label_specs_are_checked_before_sending(tmp_path: Path) -> None:
+    from fleetctl.errors import CLIError
+    from fleetctl.specs import parse_specs
+
+    path = tmp_path / "labels.yml"
+    path.write_text("---\napiVersion: v1\nkind: label\nspec:\n  name: Pilot\n"
+                    "  label_membership_type: manual\n  hosts: [a, b]\n  id: 7\n"
+                    "---\nkind: label\nspec: {name: Macs, query: SELECT 1}\n")
+    (specs,) = parse_specs(str(path)).values()
+    assert specs == [{"name": "Pilot", "label_membership_type": "manual", "hosts": ["a", "b"]},
+                     {"name": "Macs", "query": "SELECT 1"}]
+    for bad, error in (("{name: x, hosts: a}", "spec.hosts must be a list"),
+                       ("{name: x, hosts: [1]}", "spec.hosts must be a list of hostnames"),
+                       ("{name: x, label_membership_type: sometimes}",
+                        "label_membership_type must be dynamic or manual"),
+                       ("{query: SELECT 1}", "spec.name is required")):
+        path.write_text(f"kind: label\nspec: {bad}\n")
+        with pytest.raises(CLIError, match=error):
+            parse_specs(str(path))

@@ -359,7 +359,11 @@ async def test_detail_queries_answered_with_expected_columns(
 async def test_labels_and_policies(server: FakeServer, client: httpx.AsyncClient) -> None:
     agent = await enrolled(client)
     policies = {f"fleet_policy_query_{i}": "SELECT 1 FROM os_version WHERE x" for i in range(60)}
-    queries = {"fleet_label_query_3": "SELECT 1 FROM apps", "fleet_no_policies_wildcard":
+    queries = {"fleet_label_query_3": "SELECT 1", "fleet_label_query_4": "SELECT 1 FROM apps",
+               "fleet_label_query_5": "SELECT 1 FROM os_version WHERE platform = 'darwin' "
+               "OR platform = 'ubuntu'", "fleet_label_query_6": "select 0;",
+               "fleet_label_query_7": "SELECT 1 FROM os_version WHERE platform = 'darwin'",
+               "fleet_no_policies_wildcard":
                "SELECT 1", "fleet_policy_query_900": "SELECT 0",
                "fleet_policy_query_901": "select 1;", **policies}
     server.script("/distributed/read", read_reply(queries), read_reply(queries))
@@ -367,7 +371,11 @@ async def test_labels_and_policies(server: FakeServer, client: httpx.AsyncClient
     await agent.distributed_cycle()
     first, second = (r.body["queries"] for r in server.to("/distributed/write"))
     assert first == second  # deterministic per host and policy
-    assert first["fleet_label_query_3"] == [{"1": "1"}]
+    # Labels are answered from the (ubuntu) host's tables: `apps` is no table there.
+    assert first["fleet_label_query_3"] == first["fleet_label_query_5"] == [{"1": "1"}]
+    assert first["fleet_label_query_6"] == first["fleet_label_query_7"] == []
+    statuses = server.to("/distributed/write")[0].body["statuses"]
+    assert statuses["fleet_label_query_4"] != 0 and statuses["fleet_label_query_3"] == 0
     assert first["fleet_no_policies_wildcard"] == [{"1": "1"}]
     assert first["fleet_policy_query_900"] == [] and first["fleet_policy_query_901"]
     passing = sum(bool(first[n]) for n in policies)
