@@ -21,6 +21,7 @@ from fleet.api import (
     secrets,
     sessions,
     setup,
+    software,
     trigger,
     users,
     websocket,
@@ -86,7 +87,7 @@ def create_app(ctx: ServiceContext, *, owns_context: bool = False,
     app.include_router(home.router)
     app.include_router(docs.router)
     for prefix in FLEET_API_PREFIXES:
-        for module in (sessions, users, hosts, queries, secrets, live, trigger):
+        for module in (sessions, users, hosts, queries, secrets, live, trigger, software):
             app.include_router(module.router, prefix=prefix)
     app.include_router(websocket.router)
     front = AgentFrontDoor(ctx, SecurityHeaders(app, tls=ctx.cfg.server.tls))

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleet.core.software import Installed
+from fleet.store import software
 from fleet.store.db import Database, insert_ignore, upsert, utcnow
 from fleet.store.schema import host_seen_times, hosts, label_membership, labels, max_int, metadata
 
@@ -160,6 +162,9 @@ class HostTables:
         if rows:
             await self._conn.execute(child.insert(),
                                      [{**row, "host_id": self._host_id} for row in rows])
+
+    async def sync_software(self, items: Mapping[bytes, Installed]) -> None:
+        await software.sync_host_software(self._conn, self._host_id, items, utcnow())
 
 
 async def mark_seen(db: Database, host_ids: Iterable[int], seen: dt.datetime) -> None:
