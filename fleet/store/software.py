@@ -176,7 +176,7 @@ TITLE_SORTABLE: dict[str, ColumnElement[Any]] = {"name": software_titles.c.name,
 
 
 def _software(row: Any) -> Software:
-    return Software(id=int(row.id), **{f: row[f] for f in IDENTITY},
+    return Software(id=int(row.id), **{f: row._mapping[f] for f in IDENTITY},
                     title_id=row.title_id, hosts_count=int(row.hosts_count))
 
 
