@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
                      aliases=("host", "H"))
     hosts.add_argument("identifier", nargs="?", help="hostname, UUID or serial of one host")
     _output_flags(hosts)
+    software = _command(kinds, "software", get.get_software,
+                        "list software titles and the hosts that have them")
+    software.add_argument("--versions", action="store_true",
+                          help="list each software version instead of titles")
+    _output_flags(software)
     queries = _command(kinds, "queries", get.get_queries, "list saved queries",
                        aliases=("query", "q", "reports", "report", "r"))
     queries.add_argument("name", nargs="?", help="name of one query to show")

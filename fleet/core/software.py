@@ -120,12 +120,6 @@ WINDOWS_SQL = _union((
     _select(_windows(source="python_packages"), "python_packages"),
 ))
 
-# Rows arrive with these columns per query (what osquery-perf answers with).
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "linux": tuple(_linux()), "darwin": tuple(_macos()), "windows": tuple(_windows()),
-}
-
-
 @dataclass(frozen=True, slots=True)
 class Installed:
     """One piece of software on one host, as its list reported it."""
