@@ -46,12 +46,16 @@ paths = host_software_installed_paths
 # Ingestion
 
 
-async def _ids_by_checksum(conn: AsyncConnection, checksums: Sequence[bytes]
-                           ) -> dict[bytes, int]:
+async def _ids_by_checksum(conn: AsyncConnection, checksums: Sequence[bytes], *,
+                           latest: bool = False) -> dict[bytes, int]:
+    """Ids of shared rows. `latest`: a locking read, which sees rows other transactions
+    committed after this one began (MySQL's plain reads keep the transaction's snapshot, so
+    a row an insert-ignore skipped as a duplicate could stay invisible)."""
     if not checksums:
         return {}
-    rows = await conn.execute(sa.select(software.c.checksum, software.c.id)
-                              .where(software.c.checksum.in_(checksums)))
+    stmt = sa.select(software.c.checksum, software.c.id) \
+        .where(software.c.checksum.in_(checksums))
+    rows = await conn.execute(stmt.with_for_update(read=True) if latest else stmt)
     return {bytes(r.checksum): int(r.id) for r in rows}
 
 
@@ -59,13 +63,16 @@ async def _create_software(conn: AsyncConnection, items: Sequence[Installed]) ->
     """Shared rows for software no host had before: titles first (insert-ignore, then their
     ids in one SELECT), then the versions (insert-ignore: a concurrent host may win)."""
     dialect = conn.dialect.name
-    titles = {item.title() for item in items}
+    # Key order: concurrent hosts inserting overlapping rows take their locks in one order,
+    # which keeps MySQL's gap locks from deadlocking them.
+    titles = sorted({item.title() for item in items})
+    items = sorted(items, key=lambda item: item.checksum)
     await conn.execute(insert_ignore(dialect, software_titles),
                        [dict(zip(TITLE_IDENTITY, t, strict=True)) for t in titles])
     key = sa.tuple_(*(software_titles.c[f] for f in TITLE_IDENTITY))
     rows = await conn.execute(sa.select(software_titles.c.id,
                                         *(software_titles.c[f] for f in TITLE_IDENTITY))
-                              .where(key.in_(list(titles))))
+                              .where(key.in_(titles)).with_for_update(read=True))
     title_ids = {tuple(r[1:]): int(r.id) for r in rows}
     await conn.execute(insert_ignore(dialect, software), [
         {**item.identity(), "checksum": item.checksum,
@@ -97,7 +104,8 @@ async def sync_host_software(conn: AsyncConnection, host_id: int,
         missing = [items[c] for c in new if c not in found]
         if missing:
             await _create_software(conn, missing)
-            found.update(await _ids_by_checksum(conn, [m.checksum for m in missing]))
+            found.update(await _ids_by_checksum(conn, [m.checksum for m in missing],
+                                                latest=True))
         ids.update(found)
     writes = 0
     links = [{"host_id": host_id, "software_id": ids[c], "last_opened_at": item.last_opened_at}
