@@ -22,6 +22,7 @@ from fleet.api import (
     secrets,
     sessions,
     setup,
+    software,
     targets,
     trigger,
     users,
@@ -89,7 +90,7 @@ def create_app(ctx: ServiceContext, *, owns_context: bool = False,
     app.include_router(docs.router)
     for prefix in FLEET_API_PREFIXES:
         for module in (sessions, users, hosts, labels, queries, secrets, live, targets,
-                       trigger):
+                       trigger, software):
             app.include_router(module.router, prefix=prefix)
     app.include_router(websocket.router)
     front = AgentFrontDoor(ctx, SecurityHeaders(app, tls=ctx.cfg.server.tls))

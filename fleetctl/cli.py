@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     labels = _command(kinds, "labels", get.get_labels, "list labels", aliases=("label", "l"))
     labels.add_argument("name", nargs="?", help="name of one label to show")
     _output_flags(labels)
+    software = _command(kinds, "software", get.get_software,
+                        "list software titles and the hosts that have them")
+    software.add_argument("--versions", action="store_true",
+                          help="list each software version instead of titles")
+    _output_flags(software)
     queries = _command(kinds, "queries", get.get_queries, "list saved queries",
                        aliases=("query", "q", "reports", "report", "r"))
     queries.add_argument("name", nargs="?", help="name of one query to show")

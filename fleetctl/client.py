@@ -204,6 +204,13 @@ class FleetClient:
         return self._call("GET", f"{API}/hosts/identifier/{quote(identifier, safe='')}"
                           ).get("host")
 
+    def list_software(self, kind: str, page: int, per_page: int) -> tuple[list[Any], bool]:
+        """One page of `GET /software/<kind>` (titles or versions), and whether more follow."""
+        key = "software_titles" if kind == "titles" else "software"
+        body = self._call("GET", f"{API}/software/{kind}",
+                          params={"page": page, "per_page": per_page})
+        return body.get(key) or [], bool((body.get("meta") or {}).get("has_next_results"))
+
     # --- specs ----------------------------------------------------------------------------
 
     def get_query_specs(self) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""`fleetctl get <kind>`: list or show hosts, labels, saved queries and enroll secrets."""
+"""`fleetctl get <kind>`: list or show hosts, labels, software, saved queries and enroll
+secrets."""
 
 from __future__ import annotations
 
@@ -73,6 +74,41 @@ def _all_hosts(client: FleetClient, label_id: int | None = None) -> list[dict[st
         if len(batch) < HOSTS_PER_PAGE:
             return hosts
         page += 1
+
+
+def get_software(args: argparse.Namespace) -> int:
+    """Software titles (or, with --versions, each version) with their host counts, most
+    installed first."""
+    _check_format(args)
+    kind = "versions" if args.versions else "titles"
+    items: list[Any] = []
+    with _client(args) as client:
+        try:
+            page, more = 0, True
+            while more:
+                batch, more = client.list_software(kind, page, HOSTS_PER_PAGE)
+                items.extend(batch)
+                page += 1
+        except APIError as exc:
+            raise CLIError(f"could not list software: {exc}") from None
+    if args.json or args.yaml:
+        for item in items:
+            print_spec("software", item, as_json=args.json)
+        return 0
+    if not items:
+        print("No software found")
+        return 0
+    if args.versions:
+        rows = [[str(s.get("name") or ""), str(s.get("version") or ""),
+                 str(s.get("source") or ""), str(len(s.get("vulnerabilities") or [])),
+                 str(s.get("hosts_count") or 0)] for s in items]
+        print(render_table(["name", "version", "type", "vulnerabilities", "hosts"], rows))
+        return 0
+    rows = [[str(t.get("name") or ""),
+             ", ".join(str(v.get("version") or "") for v in t.get("versions") or []),
+             str(t.get("source") or ""), str(t.get("hosts_count") or 0)] for t in items]
+    print(render_table(["name", "versions", "type", "hosts"], rows))
+    return 0
 
 
 def get_queries(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from osquery_perf import software
 from osquery_perf.agent import API_PREFIX, SimulatedAgent
 from osquery_perf.scheduler import Ticker
 from osquery_perf.stats import ENDPOINTS, FleetStats, Histogram
@@ -136,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("seed", type=int, default=None, help="host data seed (default: current time)")
     add("policy_pass_prob", type=float, default=0.9,
         help="share of policies passing (SELECT 1 always passes, SELECT 0 always fails)")
+    add("software_churn_interval", type=parse_duration, default=software.CHURN.interval,
+        help="every host reports a few packages at another version this often "
+        "(default 1h; 0: never)")
+    add("software_churn_count", type=int, default=software.CHURN.count,
+        help="packages changed each time (default 2)")
     add("api_prefix", default=API_PREFIX, help=f"osquery API prefix (default {API_PREFIX})")
     add("duration", type=parse_duration, default=0.0,
         help="stop after this long (default 0: run until SIGINT/SIGTERM); the exit status "
@@ -499,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.status_interval <= 0:
         parser.error("--status_interval must be > 0")
     seed = int(time.time()) if args.seed is None else args.seed
+    software.configure(args.software_churn_interval, args.software_churn_count)
     try:
         Endpoint(args.server_url)
     except ValueError as exc:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
+from osquery_perf import software
 from osquery_perf.tables import Ctx, table_rows, uptime_rows, visible
 from osquery_perf.templates import Row
 
@@ -528,9 +529,9 @@ DETAIL_QUERIES: dict[str, Callable[[Ctx], list[Row]]] = {
     "disk_space_unix": _disk_space,
     "disk_space_windows": _disk_space,
     "users": _users,
-    "software_linux": lambda c: c.host.software_rows(),
-    "software_macos": lambda c: c.host.software_rows(),
-    "software_windows": lambda c: c.host.software_rows(),
+    "software_linux": software.detail_rows,
+    "software_macos": software.detail_rows,
+    "software_windows": software.detail_rows,
 }
 DETAIL_PREFIX = "fleet_detail_query_"
 LABEL_PREFIX = "fleet_label_query_"

@@ -19,6 +19,7 @@ from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody, rest_rout
 from fleet.api.errors import json_response
 from fleet.api.fields import Id, IdParam, PathId
 from fleet.api.schemas import Empty, answers
+from fleet.api.software import HostSoftwareObject, host_software_json
 from fleet.core import hoststatus
 from fleet.core.errors import BadRequest
 from fleet.core.hosts import HOST_FIELDS, Host, HostFilter, HostValues
@@ -27,6 +28,7 @@ from fleet.service import host_admin
 
 router = rest_router()
 
+ExcludeSoftware = Annotated[bool, Query()]
 StatusParam = Annotated[Literal["online", "offline", "new", "missing", "mia"] | None, Query()]
 
 
@@ -93,6 +95,7 @@ class HostFacts(BaseModel):
     gigs_disk_space_available: float
     percent_disk_space_available: float
     gigs_total_disk_space: float
+    software_updated_at: dt.datetime | None
     seen_time: dt.datetime
 
 
@@ -150,9 +153,11 @@ class LabelObject(BaseModel, title="Label"):
 
 
 class HostDetail(HostObject, title="HostDetail"):
-    """A single host: its Host object and its labels."""
+    """A single host: its Host object, its labels and (unless `exclude_software`) its
+    software."""
 
     labels: list[LabelObject]
+    software: list[HostSoftwareObject] | None = None
 
 
 class HostsAnswer(BaseModel):
@@ -225,6 +230,8 @@ def label_json(label: Label) -> dict[str, Any]:
 def _detail(detail: host_admin.HostDetail) -> Response:
     host = host_json(detail.host, detail.now)
     host["labels"] = [label_json(label) for label in detail.labels]
+    if detail.software is not None:
+        host["software"] = [host_software_json(s) for s in detail.software]
     return json_response({"host": host})
 
 
@@ -244,13 +251,17 @@ async def count_hosts(ctx: Ctx, viewer: CurrentViewer, opts: ListParams,
 
 @router.get("/hosts/identifier/{identifier}",
             responses=answers(HostAnswer, 401, 403, 404))
-async def get_host_by_identifier(identifier: str, ctx: Ctx, viewer: CurrentViewer) -> Response:
-    return _detail(await host_admin.find_host(ctx, viewer, identifier))
+async def get_host_by_identifier(identifier: str, ctx: Ctx, viewer: CurrentViewer,
+                                 exclude_software: ExcludeSoftware = False) -> Response:
+    return _detail(await host_admin.find_host(ctx, viewer, identifier,
+                                              exclude_software=exclude_software))
 
 
 @router.get("/hosts/{host_id:int}", responses=answers(HostAnswer, 401, 403, 404))
-async def get_host(host_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Response:
-    return _detail(await host_admin.get_host(ctx, viewer, host_id))
+async def get_host(host_id: PathId, ctx: Ctx, viewer: CurrentViewer,
+                   exclude_software: ExcludeSoftware = False) -> Response:
+    return _detail(await host_admin.get_host(ctx, viewer, host_id,
+                                             exclude_software=exclude_software))
 
 
 class BulkFilters(StrictBody):

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fleet.core import software
 from fleet.core.agent_values import clean_row
 
 Rows = Sequence[Mapping[str, str]]
@@ -53,6 +54,9 @@ class HostTables(Protocol):
         """The host's answers to dynamic labels, by label id: True adds the membership,
         False removes it (in two statements whatever the number of labels)."""
 
+    async def sync_software(self, items: Mapping[bytes, software.Installed]) -> None:
+        """Make `items` the host's software, writing only what differs."""
+
 
 Ingest = Callable[[Rows, IngestContext], dict[str, Any]]
 DirectIngest = Callable[[HostTables, Rows, IngestContext], Awaitable[None]]
@@ -66,6 +70,7 @@ class DetailQuery:
     platforms: frozenset[str] = frozenset()  # generic platforms; empty = all
     discovery: str = ""
     direct_ingest: DirectIngest | None = None  # into tables of its own
+    feature: str = ""  # the `features.*` flag that must be on for it to be asked; "": always
 
     def __post_init__(self) -> None:
         if self.ingest is None and self.direct_ingest is None:
@@ -230,6 +235,15 @@ ORDER BY r.metric ASC, inet_aton(ia.address) IS NOT NULL DESC
 LIMIT 1;
 """.strip()
 
+async def ingest_software(tables: HostTables, rows: Rows, _ctx: IngestContext) -> None:
+    await tables.sync_software(software.parse_rows(rows))
+
+
+def _software(name: str, sql: str, platform: str) -> DetailQuery:
+    return DetailQuery(name, sql, platforms=frozenset({platform}),
+                       direct_ingest=ingest_software, feature="enable_software_inventory")
+
+
 CATALOG: tuple[DetailQuery, ...] = (
     DetailQuery("os_version", "SELECT * FROM os_version LIMIT 1", ingest_os_version),
     DetailQuery("osquery_info", "SELECT * FROM osquery_info LIMIT 1", ingest_osquery_info),
@@ -259,6 +273,9 @@ CATALOG: tuple[DetailQuery, ...] = (
         "gigs_disk_space_available, ROUND(sum(size) * 10e-10) AS gigs_total_disk_space "
         "FROM logical_drives WHERE file_system = 'NTFS' LIMIT 1",
         ingest_disk_space, platforms=frozenset({"windows"})),
+    _software("software_linux", software.LINUX_SQL, "linux"),
+    _software("software_macos", software.MACOS_SQL, "darwin"),
+    _software("software_windows", software.WINDOWS_SQL, "windows"),
 )
 
 BY_NAME: dict[str, DetailQuery] = {q.name: q for q in CATALOG}

@@ -55,6 +55,7 @@ class Host:
     gigs_disk_space_available: float
     percent_disk_space_available: float
     gigs_total_disk_space: float
+    software_updated_at: dt.datetime | None  # last change of its software list
     seen_time: dt.datetime  # last check-in (created_at until the first one)
 
 

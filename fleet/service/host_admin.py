@@ -13,8 +13,10 @@ from fleet.core.authz import Action, Viewer, authorize, authorize_any
 from fleet.core.errors import BadRequest, NotFound
 from fleet.core.hosts import Host, HostFilter, HostSummary, HostValues
 from fleet.core.labels import Label
+from fleet.core.software import HostSoftware
 from fleet.service.context import ServiceContext
 from fleet.store import host_search as store
+from fleet.store import software as software_store
 from fleet.store.db import utcnow
 from fleet.store.host_search import ListOptions
 
@@ -24,6 +26,7 @@ class HostDetail:
     host: Host
     labels: Sequence[Label]
     now: dt.datetime  # the instant the host was read; serialize its status against it
+    software: Sequence[HostSoftware] | None = None  # None: excluded
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,27 +83,30 @@ async def report_pages(ctx: ServiceContext, viewer: Viewer, opts: ListOptions,
 
 
 async def _detail(conn: AsyncConnection, viewer: Viewer, host: Host | None,
-                  missing: str) -> HostDetail:
+                  missing: str, exclude_software: bool) -> HostDetail:
     """The found host, if the viewer may read it (a host of another team is a 403)."""
     if host is None:
         raise NotFound.of(missing)
     authorize(viewer, Action.READ_HOSTS, host)
-    return HostDetail(host, await store.host_labels(conn, host.id), utcnow())
+    found = None if exclude_software else await software_store.host_software_list(conn, host.id)
+    return HostDetail(host, await store.host_labels(conn, host.id), utcnow(), software=found)
 
 
-async def get_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> HostDetail:
+async def get_host(ctx: ServiceContext, viewer: Viewer, host_id: int, *,
+                   exclude_software: bool = False) -> HostDetail:
     authorize_any(viewer, Action.READ_HOSTS)
     async with ctx.db.connect() as conn:
         return await _detail(conn, viewer, await store.get_host(conn, host_id),
-                             f"Host with id={host_id}")
+                             f"Host with id={host_id}", exclude_software)
 
 
-async def find_host(ctx: ServiceContext, viewer: Viewer, identifier: str) -> HostDetail:
+async def find_host(ctx: ServiceContext, viewer: Viewer, identifier: str, *,
+                    exclude_software: bool = False) -> HostDetail:
     """By hostname, uuid, hardware serial or osquery host id (the lowest id wins)."""
     authorize_any(viewer, Action.READ_HOSTS)
     async with ctx.db.connect() as conn:
         return await _detail(conn, viewer, await store.find_host(conn, identifier),
-                             f"Host with identifier={identifier}")
+                             f"Host with identifier={identifier}", exclude_software)
 
 
 async def delete_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> None:

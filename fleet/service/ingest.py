@@ -3,9 +3,13 @@ them (host columns, a family's own tables) in one transaction."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Mapping
 from typing import Any
+
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fleet.core.agent_values import describe_dropped, short
 from fleet.core.detail_queries import IngestContext
@@ -47,13 +51,26 @@ async def submit_results(ctx: ServiceContext, host: CachedHost, *,
         await _save(ctx, host, write)
 
 
+# Hosts writing overlapping shared rows (software) at once can deadlock on MySQL; the loser
+# runs its (idempotent) write again.
+SAVE_ATTEMPTS = 5
+
+
 async def _save(ctx: ServiceContext, host: CachedHost, write: HostWrite) -> None:
-    async with ctx.db.begin() as conn:
-        tables = host_store.HostTables(conn, host.id)
-        for direct_ingest, rows in write.direct:
-            await direct_ingest(tables, rows, write.context)
-        if write.columns:
-            await host_store.update_host(conn, host.id, write.columns)
+    for attempt in range(SAVE_ATTEMPTS):
+        try:
+            async with ctx.db.begin() as conn:
+                tables = host_store.HostTables(conn, host.id)
+                for direct_ingest, rows in write.direct:
+                    await direct_ingest(tables, rows, write.context)
+                if write.columns:
+                    await host_store.update_host(conn, host.id, write.columns)
+            break
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == SAVE_ATTEMPTS - 1 or not ctx.db.is_retryable(exc):
+                raise
+            # A jittered pause, so the transactions that collided do not collide again.
+            await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
     # This instance keeps serving the host from an up-to-date entry; others reload it.
     await ctx.host_changed(host.id)
     host.apply(write.columns)

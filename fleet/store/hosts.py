@@ -17,7 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleet.core.software import Installed
 from fleet.store import labels as label_store
+from fleet.store import software
 from fleet.store.db import Database, insert_ignore, upsert, utcnow
 from fleet.store.schema import host_seen_times, hosts, label_membership, labels, max_int, metadata
 
@@ -168,6 +170,8 @@ class HostTables:
         await label_store.add_host_to_labels(
             self._conn, self._host_id, [label for label, member in results.items() if member],
             utcnow())
+    async def sync_software(self, items: Mapping[bytes, Installed]) -> None:
+        await software.sync_host_software(self._conn, self._host_id, items, utcnow())
 
 
 async def mark_seen(db: Database, host_ids: Iterable[int], seen: dt.datetime) -> None:

@@ -12,6 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from fleet.core.software import TITLE_IDENTITY as SOFTWARE_TITLE_IDENTITY
+from fleet.core.software import WIDTHS as SOFTWARE_WIDTHS
+
 metadata = sa.MetaData()
 
 # Auto-increment primary keys: BIGINT on MySQL, INTEGER (rowid alias) on SQLite.
@@ -83,6 +86,7 @@ hosts = sa.Table(
     sa.Column("gigs_disk_space_available", sa.Float, nullable=False, default=0.0),
     sa.Column("percent_disk_space_available", sa.Float, nullable=False, default=0.0),
     sa.Column("gigs_total_disk_space", sa.Float, nullable=False, default=0.0),
+    sa.Column("software_updated_at", TS, nullable=True),
     sa.Index("idx_hosts_hostname", "hostname"),
     sa.Index("idx_hosts_uuid", "uuid"),
     sa.Index("idx_hosts_hardware_serial", "hardware_serial"),
@@ -232,6 +236,66 @@ cron_stats = sa.Table(
     sa.Index("idx_cron_stats_name_created_at", "name", "created_at"),
 )
 
+# Software inventory (Fleet's tables). A `software` row is one version of one piece of
+# software, shared by every host that has it and found by the md5 `checksum` of its
+# identifying fields (core/software.py); hosts link to it. Host counts are kept by a
+# periodic job (team_id 0: all hosts), never counted per request.
+BIN16 = sa.LargeBinary(16).with_variant(mysql.BINARY(16), "mysql")
+software_titles = sa.Table(
+    "software_titles", metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    *(sa.Column(f, _str(SOFTWARE_WIDTHS[f]), nullable=False, default="")
+      for f in SOFTWARE_TITLE_IDENTITY),
+    sa.UniqueConstraint(*SOFTWARE_TITLE_IDENTITY, name="uq_software_titles_identity"),
+)
+
+software = sa.Table(
+    "software", metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    *(sa.Column(f, _str(w), nullable=False, default="") for f, w in SOFTWARE_WIDTHS.items()),
+    sa.Column("title_id", ID, nullable=True),
+    sa.Column("checksum", BIN16, nullable=False, unique=True),
+    sa.Index("idx_software_name", "name"),
+    sa.Index("idx_software_title_id", "title_id"),
+)
+
+host_software = sa.Table(
+    "host_software", metadata,
+    sa.Column("host_id", ID, primary_key=True, autoincrement=False),
+    sa.Column("software_id", ID, primary_key=True, autoincrement=False),
+    sa.Column("last_opened_at", TS, nullable=True),
+    sa.Index("idx_host_software_software_id", "software_id"),
+)
+
+host_software_installed_paths = sa.Table(
+    "host_software_installed_paths", metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("host_id", ID, nullable=False),
+    sa.Column("software_id", ID, nullable=False),
+    sa.Column("installed_path", sa.Text, nullable=False),
+    sa.Index("idx_host_software_installed_paths_host", "host_id", "software_id"),
+)
+
+software_host_counts = sa.Table(
+    "software_host_counts", metadata,
+    sa.Column("software_id", ID, primary_key=True, autoincrement=False),
+    sa.Column("team_id", sa.Integer, primary_key=True, autoincrement=False, default=0),
+    sa.Column("hosts_count", sa.Integer, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Index("idx_software_host_counts_team_count", "team_id", "hosts_count", "software_id"),
+)
+
+software_titles_host_counts = sa.Table(
+    "software_titles_host_counts", metadata,
+    sa.Column("software_title_id", ID, primary_key=True, autoincrement=False),
+    sa.Column("team_id", sa.Integer, primary_key=True, autoincrement=False, default=0),
+    sa.Column("hosts_count", sa.Integer, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Index("idx_software_titles_host_counts_team_count", "team_id", "hosts_count",
+             "software_title_id"),
+)
+
 # Every table with a `host_id` column: deleting a host deletes its rows in each (a test
 # checks that none is missing, so a new per-host table cannot leave orphans behind).
-HOST_CHILD_TABLES: tuple[sa.Table, ...] = (host_seen_times, label_membership)
+HOST_CHILD_TABLES: tuple[sa.Table, ...] = (host_seen_times, label_membership, host_software,
+                                           host_software_installed_paths)

@@ -82,8 +82,9 @@ DOCUMENTED_HOST_FIELDS = {
     "memory", "hardware_vendor", "hardware_model", "hardware_version", "hardware_serial",
     "uptime", "primary_ip", "primary_mac", "public_ip", "distributed_interval",
     "config_tls_refresh", "logger_tls_period", "gigs_disk_space_available",
-    "percent_disk_space_available", "gigs_total_disk_space", "status", "issues", "mdm",
-    "last_restarted_at", "orbit_version", "fleet_desktop_version", "scripts_enabled"}
+    "percent_disk_space_available", "gigs_total_disk_space", "software_updated_at",
+    "status", "issues", "mdm", "last_restarted_at", "orbit_version", "fleet_desktop_version",
+    "scripts_enabled"}
 
 
 async def test_host_json_is_the_documented_field_set(admin_api: Api) -> None:
@@ -93,8 +94,8 @@ async def test_host_json_is_the_documented_field_set(admin_api: Api) -> None:
     [listed] = (await admin_api.request("GET", "/hosts")).json()["hosts"]
     single = (await admin_api.request("GET", f"/hosts/{host_id}")).json()["host"]
     assert set(listed) == DOCUMENTED_HOST_FIELDS
-    assert set(single) == DOCUMENTED_HOST_FIELDS | {"labels"}
-    assert {k: v for k, v in single.items() if k != "labels"} == listed
+    assert set(single) == DOCUMENTED_HOST_FIELDS | {"labels", "software"}
+    assert {k: v for k, v in single.items() if k not in ("labels", "software")} == listed
     assert set(hosts.c.keys()) - DOCUMENTED_HOST_FIELDS == {"node_key", "osquery_host_id"}
 
 

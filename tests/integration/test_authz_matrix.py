@@ -124,6 +124,11 @@ PERMISSIONS: dict[tuple[str, str], Entry] = {
     ("POST", API + "/hosts/{host_id:int}/query"): Entry(LIVE, {"query": "SELECT 1"}),
     # Observers may run saved queries marked observer_can_run (the query is absent here).
     ("POST", API + "/queries/{query_id:int}/run"): Entry(READERS, {"host_ids": [MISSING]}),
+    # software inventory (global counts: global roles that read hosts)
+    ("GET", API + "/software/versions"): Entry(READERS),
+    ("GET", API + "/software/versions/{software_id:int}"): Entry(READERS),
+    ("GET", API + "/software/titles"): Entry(READERS),
+    ("GET", API + "/software/titles/{title_id:int}"): Entry(READERS),
     # named schedules (no ?name=: 404 for the allowed, nothing queued)
     ("POST", API + "/trigger"): Entry(ADMINS),
 }
