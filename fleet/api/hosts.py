@@ -37,10 +37,14 @@ def list_filter(
     team_id: IdParam = None,
     low_disk_space: Annotated[int | None, Query(ge=1, le=100)] = None,
     after: Annotated[str | None, Query(max_length=255)] = None,
+    software_version_id: IdParam = None,
+    software_title_id: IdParam = None,
+    software_id: IdParam = None,  # Fleet's name before 4.42, kept for old clients
 ) -> HostFilter:
     """Fleet's host-list filters (what `/labels/{id}/hosts` takes besides its label)."""
     return HostFilter(status=status, team_id=team_id, low_disk_space=low_disk_space,
-                      after=after)
+                      after=after, software_version_id=software_version_id or software_id,
+                      software_title_id=software_title_id)
 
 
 def host_filter(where: Annotated[HostFilter, Depends(list_filter)],

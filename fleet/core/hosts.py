@@ -110,3 +110,5 @@ class HostFilter:
     team_id: int | None = None
     low_disk_space: int | None = None  # GB: hosts with less space available than this
     after: str | None = None  # keyset paging: rows after this value of the order_key
+    software_version_id: int | None = None  # hosts with this software version
+    software_title_id: int | None = None  # hosts with any version of this title

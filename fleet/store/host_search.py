@@ -42,9 +42,11 @@ from fleet.store.schema import (
     INT64_MAX,
     TS,
     host_seen_times,
+    host_software,
     hosts,
     label_membership,
     labels,
+    software,
 )
 
 # ----------------------------------------------------------------------------------------------
@@ -173,6 +175,23 @@ def status_clause(status: str, now: dt.datetime) -> ColumnElement[bool]:
     raise BadRequest(f"invalid status: {status}", name="status")
 
 
+def hosts_with_software(*, software_version_id: int | None = None,
+                        software_title_id: int | None = None) -> ColumnElement[bool]:
+    """A condition on `hosts.c.id` for the host list: hosts that have this version and/or
+    a version of this title (both given: both must hold)."""
+    conditions: list[ColumnElement[bool]] = []
+    if software_version_id is not None:
+        conditions.append(hosts.c.id.in_(
+            sa.select(host_software.c.host_id)
+            .where(host_software.c.software_id == software_version_id)))
+    if software_title_id is not None:
+        conditions.append(hosts.c.id.in_(
+            sa.select(host_software.c.host_id)
+            .join(software, software.c.id == host_software.c.software_id)
+            .where(software.c.title_id == software_title_id)))
+    return sa.and_(sa.true(), *conditions)
+
+
 def _filters(opts: ListOptions, where: HostFilter, now: dt.datetime,
              teams: TeamFilter) -> list[ColumnElement[bool]]:
     clauses = [team_clause(hosts.c.team_id, teams)]
@@ -189,6 +208,9 @@ def _filters(opts: ListOptions, where: HostFilter, now: dt.datetime,
         clauses.append(hosts.c.team_id == where.team_id)
     if where.low_disk_space is not None:
         clauses.append(hosts.c.gigs_disk_space_available < where.low_disk_space)
+    if where.software_version_id is not None or where.software_title_id is not None:
+        clauses.append(hosts_with_software(software_version_id=where.software_version_id,
+                                           software_title_id=where.software_title_id))
     if where.after is not None:
         clauses.append(_after_clause(opts, where.after))
     return clauses

@@ -286,20 +286,3 @@ async def host_software_list(conn: AsyncConnection, host_id: int) -> list[HostSo
         by_software.setdefault(int(p.software_id), []).append(p.installed_path)
     return [HostSoftware(_software(r), r.last_opened_at, tuple(by_software.get(int(r.id), ())))
             for r in rows]
-
-
-def hosts_with_software(*, software_version_id: int | None = None,
-                        software_title_id: int | None = None) -> ColumnElement[bool]:
-    """A condition on `hosts.c.id` for the host list: hosts that have this version and/or
-    a version of this title (both given: both must hold)."""
-    conditions: list[ColumnElement[bool]] = []
-    if software_version_id is not None:
-        conditions.append(hosts.c.id.in_(
-            sa.select(host_software.c.host_id)
-            .where(host_software.c.software_id == software_version_id)))
-    if software_title_id is not None:
-        conditions.append(hosts.c.id.in_(
-            sa.select(host_software.c.host_id)
-            .join(software, software.c.id == host_software.c.software_id)
-            .where(software.c.title_id == software_title_id)))
-    return sa.and_(sa.true(), *conditions)

@@ -265,8 +265,11 @@ async def test_host_detail_software_and_exclude_software(admin_api: Api) -> None
     assert "software" not in bare
 
 
-async def test_host_list_filter_condition(ctx: ServiceContext) -> None:
-    host_ids = [(await factories.host(ctx)).id for _ in range(2)]
+async def test_host_list_filters_by_software(admin_api: Api) -> None:
+    """`software_version_id` / `software_title_id` (and Fleet's older `software_id`) on
+    `GET /hosts` and `/hosts/count`."""
+    ctx = admin_api.ctx
+    host_ids = [(await factories.host(ctx)).id for _ in range(3)]
     await sync(ctx, host_ids[0], [deb("curl", "8")])
     await sync(ctx, host_ids[1], [deb("curl", "7")])
     async with ctx.db.connect() as conn:
@@ -274,12 +277,19 @@ async def test_host_list_filter_condition(ctx: ServiceContext) -> None:
             sa.select(software.c.id, software.c.title_id)
             .where(software.c.version == "8"))).one()
 
-        async def matching(**kw: int) -> list[int]:
-            rows = await conn.execute(sa.select(hosts.c.id)
-                                      .where(store.hosts_with_software(**kw))
-                                      .order_by(hosts.c.id))
-            return [r.id for r in rows]
+    async def listed(**params: int) -> list[int]:
+        r = await admin_api.request("GET", "/hosts", params={**params, "order_key": "id"})
+        assert r.status_code == 200, r.text
+        count = (await admin_api.request("GET", "/hosts/count", params=params)).json()
+        ids = [h["id"] for h in r.json()["hosts"]]
+        assert count["count"] == len(ids)
+        return ids
 
-        assert await matching(software_version_id=version_id) == [host_ids[0]]
-        assert await matching(software_title_id=title_id) == host_ids
-        assert await matching() == host_ids
+    assert await listed(software_version_id=version_id) == [host_ids[0]]
+    assert await listed(software_id=version_id) == [host_ids[0]]
+    assert await listed(software_title_id=title_id) == host_ids[:2]
+    assert await listed(software_title_id=title_id, software_version_id=version_id) == [
+        host_ids[0]]
+    assert await listed(software_version_id=version_id + 999) == []
+    assert_error(await admin_api.request("GET", "/hosts", params={"software_title_id": "x"}),
+                 400, "Bad request", "software_title_id")
