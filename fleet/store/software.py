@@ -108,11 +108,18 @@ async def sync_host_software(conn: AsyncConnection, host_id: int,
                                                 latest=True))
         ids.update(found)
     writes = 0
+    # New links are a plain INSERT: MySQL's INSERT ... ON DUPLICATE KEY UPDATE takes
+    # exclusive next-key locks that make concurrent hosts' inserts wait on each other's gaps.
     links = [{"host_id": host_id, "software_id": ids[c], "last_opened_at": item.last_opened_at}
-             for c, item in items.items()
-             if c not in have or have[c][1] != item.last_opened_at]
+             for c, item in items.items() if c not in have]
     if links:
-        await upsert(conn, host_software, links, keys=["host_id", "software_id"],
+        await conn.execute(host_software.insert(), links)
+        writes += 1
+    opened = [{"host_id": host_id, "software_id": ids[c], "last_opened_at": item.last_opened_at}
+              for c, item in items.items()
+              if c in have and have[c][1] != item.last_opened_at]
+    if opened:
+        await upsert(conn, host_software, opened, keys=["host_id", "software_id"],
                      update=["last_opened_at"])
         writes += 1
     gone = [sid for c, (sid, _) in have.items() if c not in items]
@@ -131,7 +138,7 @@ async def sync_host_software(conn: AsyncConnection, host_id: int,
     if dropped:
         await conn.execute(paths.delete().where(paths.c.id.in_(dropped)))
         writes += 1
-    if links or gone or added or dropped:
+    if links or opened or gone or added or dropped:
         await conn.execute(hosts.update().where(hosts.c.id == host_id)
                            .values(software_updated_at=now))
         writes += 1
