@@ -56,21 +56,45 @@ async def submit_results(ctx: ServiceContext, host: CachedHost, *,
 SAVE_ATTEMPTS = 5
 
 
-async def _save(ctx: ServiceContext, host: CachedHost, write: HostWrite) -> None:
+async def _commit(ctx: ServiceContext, host_id: int, write: HostWrite,
+                  columns: Mapping[str, Any], *, direct: bool) -> None:
     for attempt in range(SAVE_ATTEMPTS):
         try:
             async with ctx.db.begin() as conn:
-                tables = host_store.HostTables(conn, host.id)
-                for direct_ingest, rows in write.direct:
-                    await direct_ingest(tables, rows, write.context)
-                if write.columns:
-                    await host_store.update_host(conn, host.id, write.columns)
-            break
+                if direct:
+                    tables = host_store.HostTables(conn, host_id)
+                    for direct_ingest, rows in write.direct:
+                        await direct_ingest(tables, rows, write.context)
+                if columns:
+                    await host_store.update_host(conn, host_id, dict(columns))
+            return
         except (IntegrityError, OperationalError) as exc:
             if attempt == SAVE_ATTEMPTS - 1 or not ctx.db.is_retryable(exc):
                 raise
             # A jittered pause, so the transactions that collided do not collide again.
             await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
+
+
+def _not_answered(columns: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns without the families' "answered at" marks (and with a refetch kept), so
+    what could not be stored is asked again on the next check-in."""
+    return {k: v for k, v in columns.items()
+            if not k.endswith("_updated_at") and k != "refetch_requested"}
+
+
+async def _save(ctx: ServiceContext, host: CachedHost, write: HostWrite) -> None:
+    try:
+        await _commit(ctx, host.id, write, write.columns, direct=True)
+    except (IntegrityError, OperationalError) as exc:
+        if not write.direct or not ctx.db.is_retryable(exc):
+            raise
+        # The families' own tables kept colliding with other hosts' writes (MySQL lock
+        # conflicts on shared software rows): the host's vitals still land, and its details
+        # and labels are asked again on the next check-in instead of an interval later.
+        log.warning("host %s: storing its software/labels kept conflicting with other hosts "
+                    "(%s); saved its vitals and will ask again", host.id, short(str(exc), 200))
+        write.columns = _not_answered(write.columns)
+        await _commit(ctx, host.id, write, write.columns, direct=False)
     # This instance keeps serving the host from an up-to-date entry; others reload it.
     await ctx.host_changed(host.id)
     host.apply(write.columns)

@@ -9,12 +9,16 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
 from fleet.core.software import parse_rows
+from fleet.service import ingest
 from fleet.service import software as software_service
 from fleet.service.context import ServiceContext
+from fleet.store import hosts as host_store
 from fleet.store import software as store
 from fleet.store.db import utcnow
 from fleet.store.schema import (
@@ -293,3 +297,33 @@ async def test_host_list_filters_by_software(admin_api: Api) -> None:
     assert await listed(software_version_id=version_id + 999) == []
     assert_error(await admin_api.request("GET", "/hosts", params={"software_title_id": "x"}),
                  400, "Bad request", "software_title_id")
+
+
+async def test_vitals_land_when_software_keeps_conflicting(
+        ctx: ServiceContext, agent: httpx.AsyncClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A software list that keeps colliding with other hosts' writes (lock conflicts) does
+    not take the host's vitals with it, and the details are asked again at once."""
+    node_key = await enroll(agent)
+    await agent.post("/api/osquery/distributed/read", json={"node_key": node_key})
+
+    async def conflicting(*_args: Any) -> None:
+        raise OperationalError("INSERT INTO software ...", {},
+                               Exception(1213, "Deadlock found when trying to get lock"))
+
+    monkeypatch.setattr(host_store.HostTables, "sync_software", conflicting)
+    monkeypatch.setattr(ingest, "SAVE_ATTEMPTS", 2)
+    r = await agent.post("/api/osquery/distributed/write", json={
+        "node_key": node_key,
+        "queries": {"fleet_detail_query_software_linux": [deb("bash")],
+                    "fleet_detail_query_uptime": [{"total_seconds": "3600"}]},
+        "statuses": {"fleet_detail_query_software_linux": 0, "fleet_detail_query_uptime": 0}})
+    assert r.status_code == 200, r.text
+    host = ctx.host_cache.get(node_key)
+    assert host is not None
+    async with ctx.db.connect() as conn:
+        uptime = (await conn.execute(sa.select(hosts.c.uptime)
+                                     .where(hosts.c.id == host.id))).scalar_one()
+    assert uptime == 3600 * 1_000_000_000
+    again = await agent.post("/api/osquery/distributed/read", json={"node_key": node_key})
+    assert "fleet_detail_query_software_linux" in again.json()["queries"]
