@@ -3,7 +3,6 @@ and their fleetctl specs (`/spec/labels...`)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel
@@ -12,7 +11,8 @@ from starlette.responses import Response
 from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.api.fields import PathId, fits
-from fleet.api.hosts import HostsAnswer, ListFilterParams, listed_host_json
+from fleet.api.hosts import HostsAnswer, LabelObject, ListFilterParams, listed_host_json
+from fleet.api.hosts import label_json as host_label_json
 from fleet.api.schemas import Empty, answers
 from fleet.core.labels import Label
 from fleet.service import labels as service
@@ -25,19 +25,9 @@ Platform = Annotated[str, fits(labels.c.platform)]
 Identifier = Annotated[str, fits(labels.c.name)]  # every host identifier is a VARCHAR(255)
 
 
-class LabelFull(BaseModel, title="LabelWithCount"):
+class LabelFull(LabelObject, title="LabelWithCount"):
     """Fleet's Label object, with its host count."""
 
-    id: int
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    name: str
-    description: str
-    query: str
-    platform: str
-    label_type: Literal["regular", "builtin"]
-    label_membership_type: Literal["dynamic", "manual"]
-    display_text: str
     host_count: int
     count: int
     host_ids: list[int] | None
@@ -84,11 +74,9 @@ class LabelSpecAnswer(BaseModel):
 
 
 def label_json(label: Label) -> dict[str, Any]:
-    return {"id": label.id, "created_at": label.created_at, "updated_at": label.updated_at,
-            "name": label.name, "description": label.description, "query": label.query,
-            "platform": label.platform, "label_type": label.label_type,
-            "label_membership_type": label.label_membership_type, "display_text": label.name,
-            "host_count": label.host_count, "count": label.host_count, "host_ids": None}
+    """The Label object as a host's detail shows it, with its host count."""
+    return {**host_label_json(label), "host_count": label.host_count,
+            "count": label.host_count, "host_ids": None}
 
 
 def spec_json(label: Label, hostnames: list[str]) -> dict[str, Any]:
