@@ -10,27 +10,22 @@ CACHE_SECONDS age limit is the safety net for an announcement lost in a broker o
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from fleet.core import agent_options as ao
+from fleet.service.reloading import Reloading
 from fleet.store import app_config as app_config_store
 from fleet.store import schedule as schedule_store
-from fleet.store.db import Database, is_outage
+from fleet.store.db import Database
 
 CACHE_SECONDS = 5.0
-# (invalidations of every team, invalidations of this team) when a snapshot was loaded.
-Generation = tuple[int, int]
 
 
 @dataclass
 class _Snapshot:
     """What one team's hosts are configured from, and the configs built from it."""
 
-    loaded_at: float
-    generation: Generation
     agent_options: dict[str, Any]
     global_pack: dict[str, Any]
     automations: dict[str, bool]
@@ -39,64 +34,36 @@ class _Snapshot:
 
 class AgentConfigCache:
     """Agent options + scheduled queries per team, reloaded when announced changed or at
-    most every CACHE_SECONDS."""
+    most every CACHE_SECONDS (and the last snapshot served while the database is away, so
+    agents keep their config and their logs keep flowing to file destinations)."""
 
     def __init__(self) -> None:
-        self._snaps: dict[int | None, _Snapshot] = {}
-        self._reloads: dict[int | None, tuple[Generation, asyncio.Task[_Snapshot]]] = {}
-        # Bumped by invalidations (all teams, one team): a snapshot, or a reload under way,
-        # of an older generation may predate the change, so it is not served while the
-        # database answers.
-        self._global_generation = 0
-        self._team_generations: dict[int | None, int] = {}
-
-    def _generation(self, team_id: int | None) -> Generation:
-        return self._global_generation, self._team_generations.get(team_id, 0)
+        self._snaps: dict[int | None, Reloading[_Snapshot]] = {}
 
     async def _snapshot(self, db: Database, team_id: int | None) -> _Snapshot:
         snap = self._snaps.get(team_id)
-        generation = self._generation(team_id)
-        if snap is not None and snap.generation == generation \
-                and time.monotonic() - snap.loaded_at <= CACHE_SECONDS:
-            return snap
-        # Single flight: the hundreds of requests that find the snapshot stale at once all
-        # wait for one reload instead of each running the queries (and draining the pool).
-        reload = self._reloads.get(team_id)
-        if reload is None or reload[1].done() or reload[0] != generation:
-            reload = generation, asyncio.ensure_future(self._load(db, team_id, generation))
-            self._reloads[team_id] = reload
-        try:
-            return await asyncio.shield(reload[1])
-        except Exception as exc:
-            # While the database is away, agents keep the last config they were served
-            # and their logs keep flowing to file destinations.
-            if snap is not None and is_outage(exc):
-                return snap
-            raise
+        if snap is None:
+            snap = self._snaps[team_id] = Reloading()
 
-    async def _load(self, db: Database, team_id: int | None,
-                    generation: Generation) -> _Snapshot:
-        # Teams have no options or packs of their own yet: every team gets the global ones.
-        async with db.connect() as conn:
-            app_cfg = await app_config_store.get_app_config(conn)
-            rows = await schedule_store.global_scheduled_queries(conn)
-            automations = await schedule_store.global_query_automations(conn)
-        snap = _Snapshot(
-            loaded_at=time.monotonic(), generation=generation,
-            agent_options=app_cfg.get("agent_options") or ao.DEFAULT_AGENT_OPTIONS,
-            global_pack={r.name: ao.query_content(r) for r in rows}, automations=automations)
-        current = self._snaps.get(team_id)
-        if current is None or current.generation <= generation:
-            self._snaps[team_id] = snap
-        return snap
+        async def load() -> _Snapshot:
+            # Teams have no options or packs of their own yet: every team gets the global
+            # ones.
+            async with db.connect() as conn:
+                app_cfg = await app_config_store.get_app_config(conn)
+                rows = await schedule_store.global_scheduled_queries(conn)
+                automations = await schedule_store.global_query_automations(conn)
+            return _Snapshot(
+                agent_options=app_cfg.get("agent_options") or ao.DEFAULT_AGENT_OPTIONS,
+                global_pack={r.name: ao.query_content(r) for r in rows},
+                automations=automations)
+        return await snap.get(load, CACHE_SECONDS)
 
     def invalidate(self, team_id: int | None = None) -> None:
         """Stop serving what may predate a change: of one team, or of all (None: a global
         change, which every team inherits). Kept only as the outage fallback."""
-        if team_id is None:
-            self._global_generation += 1
-        else:
-            self._team_generations[team_id] = self._team_generations.get(team_id, 0) + 1
+        for team, snap in self._snaps.items():
+            if team_id is None or team == team_id:
+                snap.invalidate()
 
     async def config_for(self, db: Database, team_id: int | None,
                          platform: str) -> dict[str, Any]:

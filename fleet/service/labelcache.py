@@ -8,51 +8,24 @@ everywhere at once; CACHE_SECONDS is the safety net for an announcement lost in 
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from fleet.core.labels import LabelQuery
+from fleet.service.reloading import Reloading
 from fleet.store import labels as label_store
-from fleet.store.db import Database, is_outage
+from fleet.store.db import Database
 
 CACHE_SECONDS = 60.0
 
 
 class LabelQueryCache:
     def __init__(self) -> None:
-        self._queries: tuple[LabelQuery, ...] | None = None
-        self._loaded_at = 0.0
-        self._generation = 0  # bumped by invalidations: a load that started before is stale
-        self._loaded_generation = -1
-        self._reload: tuple[int, asyncio.Task[tuple[LabelQuery, ...]]] | None = None
+        self._queries: Reloading[tuple[LabelQuery, ...]] = Reloading()
 
     def invalidate(self) -> None:
-        self._generation += 1
-
-    def _fresh(self) -> bool:
-        return self._queries is not None and self._loaded_generation == self._generation \
-            and time.monotonic() - self._loaded_at <= CACHE_SECONDS
+        self._queries.invalidate()
 
     async def queries(self, db: Database) -> tuple[LabelQuery, ...]:
-        """Every dynamic label's query (single flight: concurrent misses share one load)."""
-        if self._fresh():
-            assert self._queries is not None
-            return self._queries
-        generation = self._generation
-        if self._reload is None or self._reload[1].done() or self._reload[0] != generation:
-            self._reload = generation, asyncio.ensure_future(self._load(db, generation))
-        try:
-            return await asyncio.shield(self._reload[1])
-        except Exception as exc:
-            # While the database is away, hosts keep being asked the last known labels.
-            if self._queries is not None and is_outage(exc):
-                return self._queries
-            raise
-
-    async def _load(self, db: Database, generation: int) -> tuple[LabelQuery, ...]:
-        async with db.connect() as conn:
-            found = tuple(await label_store.dynamic_label_queries(conn))
-        if generation >= self._loaded_generation:
-            self._queries, self._loaded_at, self._loaded_generation = \
-                found, time.monotonic(), generation
-        return found
+        """Every dynamic label's query (the last known ones while the database is away)."""
+        async def load() -> tuple[LabelQuery, ...]:
+            async with db.connect() as conn:
+                return tuple(await label_store.dynamic_label_queries(conn))
+        return await self._queries.get(load, CACHE_SECONDS)
