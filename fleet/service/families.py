@@ -117,6 +117,16 @@ def jitter_seconds(host_id: int, interval: float, max_jitter_percent: int) -> fl
     return 60.0 * (host_id % buckets) if buckets > 0 else 0.0
 
 
+def refresh_due(ctx: ServiceContext, host: CachedHost, updated_at: float, interval: float,
+                now: float) -> bool:
+    """Fleet's `shouldUpdate`: a refetch was requested, or `updated_at` is older than the
+    interval plus the host's jitter."""
+    if host.refetch_requested:
+        return True
+    jitter = jitter_seconds(host.id, interval, ctx.cfg.osquery.max_jitter_percent)
+    return updated_at < now - (interval + jitter)
+
+
 class DetailFamily:
     """Host vitals (`core/detail_queries.py`), due every `osquery.detail_update_interval`
     (plus a per-host jitter) or when a refetch was requested."""
@@ -124,11 +134,8 @@ class DetailFamily:
     prefix = detail_queries.PREFIX
 
     def due(self, ctx: ServiceContext, host: CachedHost, now: float) -> bool:
-        if host.refetch_requested:
-            return True
-        interval = ctx.cfg.osquery.detail_update_interval
-        jitter = jitter_seconds(host.id, interval, ctx.cfg.osquery.max_jitter_percent)
-        return host.detail_updated_at < now - (interval + jitter)
+        return refresh_due(ctx, host, host.detail_updated_at,
+                           ctx.cfg.osquery.detail_update_interval, now)
 
     async def queries(self, ctx: ServiceContext, host: CachedHost) -> Mapping[str, Query]:
         return {name: Query(q.sql, q.discovery)

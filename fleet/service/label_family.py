@@ -18,7 +18,7 @@ from fleet.core.agent_values import short
 from fleet.core.detail_queries import HostTables, IngestContext, Rows
 from fleet.core.labels import PREFIX, membership_result
 from fleet.service.context import ServiceContext
-from fleet.service.families import Answer, HostWrite, Query, campaign_id, jitter_seconds
+from fleet.service.families import Answer, HostWrite, Query, campaign_id, refresh_due
 from fleet.service.hostcache import CachedHost
 from fleet.store.db import is_outage
 
@@ -29,11 +29,8 @@ class LabelFamily:
     prefix = PREFIX
 
     def due(self, ctx: ServiceContext, host: CachedHost, now: float) -> bool:
-        if host.refetch_requested:
-            return True
-        interval = ctx.cfg.osquery.label_update_interval
-        jitter = jitter_seconds(host.id, interval, ctx.cfg.osquery.max_jitter_percent)
-        return host.label_updated_at < now - (interval + jitter)
+        return refresh_due(ctx, host, host.label_updated_at,
+                           ctx.cfg.osquery.label_update_interval, now)
 
     async def queries(self, ctx: ServiceContext, host: CachedHost) -> Mapping[str, Query]:
         try:
