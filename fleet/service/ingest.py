@@ -3,13 +3,12 @@ them (host columns, a family's own tables) in one transaction."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleet.core.agent_values import describe_dropped, short
 from fleet.core.detail_queries import IngestContext
@@ -58,21 +57,14 @@ SAVE_ATTEMPTS = 5
 
 async def _commit(ctx: ServiceContext, host_id: int, write: HostWrite,
                   columns: Mapping[str, Any], *, direct: bool) -> None:
-    for attempt in range(SAVE_ATTEMPTS):
-        try:
-            async with ctx.db.begin() as conn:
-                if direct:
-                    tables = host_store.HostTables(conn, host_id)
-                    for direct_ingest, rows in write.direct:
-                        await direct_ingest(tables, rows, write.context)
-                if columns:
-                    await host_store.update_host(conn, host_id, dict(columns))
-            return
-        except (IntegrityError, OperationalError) as exc:
-            if attempt == SAVE_ATTEMPTS - 1 or not ctx.db.is_retryable(exc):
-                raise
-            # A jittered pause, so the transactions that collided do not collide again.
-            await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
+    async def work(conn: AsyncConnection) -> None:
+        if direct:
+            tables = host_store.HostTables(conn, host_id)
+            for direct_ingest, rows in write.direct:
+                await direct_ingest(tables, rows, write.context)
+        if columns:
+            await host_store.update_host(conn, host_id, dict(columns))
+    await ctx.db.transact(work, attempts=SAVE_ATTEMPTS, backoff=0.02)
 
 
 def _not_answered(columns: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,11 +12,12 @@ import asyncio
 import datetime as dt
 import functools
 import os
+import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -61,6 +62,9 @@ def driver_error(exc: BaseException) -> BaseException:
     return orig if isinstance(orig, BaseException) else exc
 
 
+T = TypeVar("T")
+
+
 class Database:
     """The async engine, with a FIFO write queue on SQLite and a statement counter."""
 
@@ -95,6 +99,23 @@ class Database:
 
     def connect(self) -> Any:
         return self.engine.connect()
+
+    async def transact(self, work: Callable[[AsyncConnection], Awaitable[T]], *,
+                       attempts: int, backoff: float = 0.0) -> T:
+        """`work` in a write transaction, run again (up to `attempts` times in all) while
+        the database refuses it for a reason that retrying cures (`is_retryable`). With
+        `backoff`, a jittered pause that doubles each time separates the attempts, so the
+        transactions that collided do not collide again."""
+        for attempt in range(attempts):
+            try:
+                async with self.begin() as conn:
+                    return await work(conn)
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == attempts - 1 or not self.is_retryable(exc):
+                    raise
+                if backoff:
+                    await asyncio.sleep(random.uniform(0, backoff * 2**attempt))
+        raise ValueError("attempts must be positive")
 
     def is_retryable(self, exc: Exception) -> bool:
         """A unique-key race, deadlock or lock timeout: running the transaction again helps."""

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleet.core.software import Installed
@@ -102,15 +101,9 @@ async def enroll(db: Database, *, osquery_host_id: str, node_key: str, team_id: 
     chose as a deadlock victim is retried the same way. That retry loop is why this function
     owns its transaction (a hot-path exception to the rule).
     """
-    for attempt in range(ENROLL_ATTEMPTS):
-        try:
-            async with db.begin() as conn:
-                return await _enroll_tx(conn, osquery_host_id, node_key, team_id,
-                                        cooldown_seconds, values)
-        except (IntegrityError, OperationalError) as exc:
-            if attempt == ENROLL_ATTEMPTS - 1 or not db.is_retryable(exc):
-                raise
-    raise AssertionError("unreachable")
+    return await db.transact(
+        lambda conn: _enroll_tx(conn, osquery_host_id, node_key, team_id, cooldown_seconds,
+                                values), attempts=ENROLL_ATTEMPTS)
 
 
 async def _enroll_tx(conn: AsyncConnection, osquery_host_id: str, node_key: str,
