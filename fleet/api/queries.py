@@ -11,7 +11,7 @@ from starlette.responses import Response
 from fleet.api.deps import Ctx, CurrentViewer, ListParams, StrictBody, rest_router
 from fleet.api.errors import json_response
 from fleet.api.fields import Id, PathId, fits
-from fleet.api.schemas import Empty, answers
+from fleet.api.schemas import Empty, ListMeta, answers
 from fleet.core.queries import Query
 from fleet.service import queries as service
 from fleet.store.schema import queries
@@ -57,11 +57,6 @@ class QuerySpecObject(QueryCommon, title="QuerySpec"):
 
 class QueryAnswer(BaseModel):
     query: QueryObject
-
-
-class ListMeta(BaseModel):
-    has_next_results: bool
-    has_previous_results: bool
 
 
 class QueriesAnswer(BaseModel):

@@ -54,6 +54,13 @@ STATUSES = {
 }
 
 
+class ListMeta(BaseModel):
+    """Fleet's `meta` of a paged list."""
+
+    has_next_results: bool
+    has_previous_results: bool
+
+
 def answers(body: type[BaseModel], *errors: int) -> Responses:
     """`responses=` of a route answering `body` (200) or one of `errors` (with 400 and
     500, which every route can answer) in Fleet's error envelope."""

@@ -13,16 +13,11 @@ from starlette.responses import Response
 from fleet.api.deps import Ctx, CurrentViewer, ListParams, rest_router
 from fleet.api.errors import json_response
 from fleet.api.fields import PathId
-from fleet.api.schemas import answers
+from fleet.api.schemas import ListMeta, answers
 from fleet.core.software import HostSoftware, Software, SoftwarePage, SoftwareTitle
 from fleet.service import software as service
 
 router = rest_router()
-
-
-class ListMeta(BaseModel):
-    has_next_results: bool
-    has_previous_results: bool
 
 
 class SoftwareObject(BaseModel, title="Software"):

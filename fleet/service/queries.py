@@ -21,7 +21,7 @@ from fleet.core.queries import Query
 from fleet.service.context import ServiceContext
 from fleet.store import queries as store
 from fleet.store.db import utcnow
-from fleet.store.host_search import ListOptions
+from fleet.store.host_search import ListOptions, has_previous, split_peek
 from fleet.store.schema import max_chars, queries
 
 LOGGING_TYPES = ("snapshot", "differential", "differential_ignore_removals")
@@ -79,10 +79,9 @@ async def list_queries(ctx: ServiceContext, viewer: Viewer, opts: ListOptions) -
     async with ctx.db.connect() as conn:
         rows = await store.list_saved_queries(conn, opts, teams=teams, peek=True)
         count = await store.count_saved_queries(conn, opts, teams=teams)
-    more = opts.per_page is not None and len(rows) > opts.per_page
-    return QueryPage(queries=rows[:opts.per_page] if more else rows, count=count,
-                     has_next_results=more,
-                     has_previous_results=opts.per_page is not None and opts.page > 0)
+    page, more = split_peek(rows, opts)
+    return QueryPage(queries=page, count=count, has_next_results=more,
+                     has_previous_results=has_previous(opts))
 
 
 async def get_query(ctx: ServiceContext, viewer: Viewer, query_id: int) -> Query:

@@ -19,7 +19,7 @@ from fleet.core.software import Software, SoftwarePage, SoftwareTitle
 from fleet.service.context import ServiceContext
 from fleet.store import software as store
 from fleet.store.db import utcnow
-from fleet.store.host_search import ListOptions
+from fleet.store.host_search import ListOptions, has_previous
 
 
 def _by_count(opts: ListOptions) -> ListOptions:
@@ -31,8 +31,7 @@ def _by_count(opts: ListOptions) -> ListOptions:
 
 def _page(opts: ListOptions, items: Sequence[Any], total: int, more: bool,
           counted: dt.datetime | None) -> SoftwarePage:
-    return SoftwarePage(items, total, counted, more,
-                        opts.per_page is not None and opts.page > 0)
+    return SoftwarePage(items, total, counted, more, has_previous(opts))
 
 
 async def list_versions(ctx: ServiceContext, viewer: Viewer, opts: ListOptions

@@ -101,6 +101,17 @@ def apply_list_options(stmt: sa.Select[Any], opts: ListOptions,
     return stmt
 
 
+def split_peek(rows: Sequence[Any], opts: ListOptions) -> tuple[list[Any], bool]:
+    """The page of rows `apply_list_options(..., peek=True)` fetched, and whether a next
+    page exists (the extra row it fetched)."""
+    more = opts.per_page is not None and len(rows) > opts.per_page
+    return list(rows[:opts.per_page] if more else rows), more
+
+
+def has_previous(opts: ListOptions) -> bool:
+    return opts.per_page is not None and opts.page > 0
+
+
 class case_insensitive(FunctionElement[str]):
     """A string column as ORDER BY should compare it: case-insensitively, as MySQL's default
     collation already does (so there it stays the bare column and keeps using its index);
@@ -248,17 +259,11 @@ async def _hosts(conn: AsyncConnection, stmt: sa.Select[Any]) -> list[Host]:
     return [Host(*row) for row in await conn.execute(stmt)]
 
 
-def select_listed_hosts(opts: ListOptions, where: HostFilter, *, now: dt.datetime,
-                        teams: TeamFilter) -> sa.Select[Any]:
-    """The statement behind `list_hosts` (the CSV report runs it page by page)."""
-    stmt = _select_hosts().where(*_filters(opts, where, now, teams))
-    return apply_list_options(stmt, opts, HOST_SORTABLE, hosts.c.id)
-
-
 async def list_hosts(conn: AsyncConnection, opts: ListOptions, where: HostFilter, *,
                      now: dt.datetime, teams: TeamFilter) -> list[HostValues]:
     """Hosts as `HostValues` tuples (the fast path: lists may hold every host)."""
-    stmt = select_listed_hosts(opts, where, now=now, teams=teams)
+    stmt = _select_hosts().where(*_filters(opts, where, now, teams))
+    stmt = apply_list_options(stmt, opts, HOST_SORTABLE, hosts.c.id)
     return [tuple(row) for row in await conn.execute(stmt)]
 
 

@@ -26,7 +26,12 @@ from fleet.core.software import (
     TitleVersion,
 )
 from fleet.store.db import insert_ignore, upsert
-from fleet.store.host_search import ListOptions, apply_list_options, search_clause
+from fleet.store.host_search import (
+    ListOptions,
+    apply_list_options,
+    search_clause,
+    split_peek,
+)
 from fleet.store.schema import (
     host_software,
     host_software_installed_paths,
@@ -210,12 +215,11 @@ async def list_versions(conn: AsyncConnection, opts: ListOptions
         where.append(text)
     stmt = sa.select(*_SOFTWARE_COLUMNS, _VERSION_COUNT.label("hosts_count")) \
         .select_from(_WITH_COUNTS).where(*where)
-    rows = list(await conn.execute(apply_list_options(stmt, opts, VERSION_SORTABLE,
-                                                      software.c.id, peek=True)))
+    rows, more = split_peek(list(await conn.execute(apply_list_options(
+        stmt, opts, VERSION_SORTABLE, software.c.id, peek=True))), opts)
     total = (await conn.execute(sa.select(sa.func.count()).select_from(_WITH_COUNTS)
                                 .where(*where))).scalar_one()
-    more = opts.per_page is not None and len(rows) > opts.per_page
-    return [_software(r) for r in rows[:opts.per_page]], int(total), more
+    return [_software(r) for r in rows], int(total), more
 
 
 async def get_version(conn: AsyncConnection, software_id: int) -> Software | None:
@@ -257,10 +261,8 @@ async def list_titles(conn: AsyncConnection, opts: ListOptions
         where.append(text)
     stmt = sa.select(*_TITLE_COLUMNS, _TITLE_COUNT.label("hosts_count")) \
         .select_from(_TITLES_WITH_COUNTS).where(*where)
-    rows = list(await conn.execute(apply_list_options(stmt, opts, TITLE_SORTABLE,
-                                                      software_titles.c.id, peek=True)))
-    more = opts.per_page is not None and len(rows) > opts.per_page
-    rows = rows[:opts.per_page]
+    rows, more = split_peek(list(await conn.execute(apply_list_options(
+        stmt, opts, TITLE_SORTABLE, software_titles.c.id, peek=True))), opts)
     total = (await conn.execute(sa.select(sa.func.count()).select_from(_TITLES_WITH_COUNTS)
                                 .where(*where))).scalar_one()
     versions = await _title_versions(conn, [int(r.id) for r in rows])
