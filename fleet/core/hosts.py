@@ -97,7 +97,7 @@ class HostSummary:
     all_linux_count: int
     low_disk_space_count: int | None  # only when asked for with a threshold
     platforms: tuple[PlatformCount, ...]
-    builtin_labels: tuple[Label, ...]
+    builtin_labels: tuple[Label, ...] = ()  # added by the service from the label store
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from fleet.core.labels import Label
 from fleet.core.software import HostSoftware
 from fleet.service.context import ServiceContext
 from fleet.store import host_search as store
+from fleet.store import labels as label_store
 from fleet.store import software as software_store
 from fleet.store.db import utcnow
 from fleet.store.host_search import ListOptions
@@ -57,8 +58,11 @@ async def summary(ctx: ServiceContext, viewer: Viewer, *, platform: str | None,
                   low_disk_space: int | None) -> HostSummary:
     teams = authorize_any(viewer, Action.READ_HOSTS)
     async with ctx.db.connect() as conn:
-        return await store.host_summary(conn, platform=platform, low_disk_space=low_disk_space,
-                                        now=utcnow(), teams=teams)
+        counts = await store.host_summary(conn, platform=platform,
+                                          low_disk_space=low_disk_space, now=utcnow(),
+                                          teams=teams)
+        builtin = await label_store.builtin_labels(conn)
+    return dataclasses.replace(counts, builtin_labels=tuple(builtin))
 
 
 async def report_pages(ctx: ServiceContext, viewer: Viewer, opts: ListOptions,
@@ -89,7 +93,7 @@ async def _detail(conn: AsyncConnection, viewer: Viewer, host: Host | None,
         raise NotFound.of(missing)
     authorize(viewer, Action.READ_HOSTS, host)
     found = None if exclude_software else await software_store.host_software_list(conn, host.id)
-    return HostDetail(host, await store.host_labels(conn, host.id), utcnow(), software=found)
+    return HostDetail(host, await label_store.host_labels(conn, host.id), utcnow(), software=found)
 
 
 async def get_host(ctx: ServiceContext, viewer: Viewer, host_id: int, *,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,7 +36,6 @@ from fleet.core.hosts import (
     HostValues,
     PlatformCount,
 )
-from fleet.core.labels import Label
 from fleet.store.schema import (
     HOST_CHILD_TABLES,
     INT64_MAX,
@@ -45,7 +44,6 @@ from fleet.store.schema import (
     host_software,
     hosts,
     label_membership,
-    labels,
     software,
 )
 
@@ -309,8 +307,8 @@ def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
 async def host_summary(conn: AsyncConnection, *, platform: str | None,
                        low_disk_space: int | None, now: dt.datetime,
                        teams: TeamFilter) -> HostSummary:
-    """Every count in one pass over the hosts, the platforms in a second, the built-in
-    labels in a third: three statements whatever the fleet's size."""
+    """Every count in one pass over the hosts, the platforms in a second: two statements
+    whatever the fleet's size (the built-in labels are the label store's)."""
     where = [team_clause(hosts.c.team_id, teams)]
     if platform:
         where.append(hosts.c.platform.in_(sorted(LINUX_PLATFORMS)) if platform == "linux"
@@ -325,24 +323,11 @@ async def host_summary(conn: AsyncConnection, *, platform: str | None,
     platforms = await conn.execute(
         sa.select(hosts.c.platform, sa.func.count()).where(*where)
         .group_by(hosts.c.platform).order_by(hosts.c.platform))
-    builtin = await conn.execute(sa.select(*_LABEL_COLUMNS).where(
-        labels.c.label_type == "builtin").order_by(labels.c.id))
     return HostSummary(
         totals_hosts_count=total, online_count=online, offline_count=total - online,
         mia_count=missing, new_count=new, all_linux_count=linux,
         low_disk_space_count=low_disk if low_disk_space is not None else None,
-        platforms=tuple(PlatformCount(p, int(n)) for p, n in platforms),
-        builtin_labels=tuple(Label(*row) for row in builtin))
-
-
-_LABEL_COLUMNS = [labels.c[f.name] for f in fields(Label) if f.name in labels.c]
-
-
-async def host_labels(conn: AsyncConnection, host_id: int) -> list[Label]:
-    stmt = (sa.select(*_LABEL_COLUMNS)
-            .join(label_membership, label_membership.c.label_id == labels.c.id)
-            .where(label_membership.c.host_id == host_id).order_by(labels.c.id))
-    return [Label(*row) for row in await conn.execute(stmt)]
+        platforms=tuple(PlatformCount(p, int(n)) for p, n in platforms))
 
 
 # Ids per DELETE ... IN (...): far below SQLite's variable limit and MySQL's packet size.

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleet.core.authz import TeamFilter
 from fleet.core.errors import AlreadyExists
-from fleet.core.labels import DYNAMIC, Label, LabelQuery
+from fleet.core.labels import BUILTIN, DYNAMIC, Label, LabelQuery
 from fleet.store.db import duplicate_raises, insert_ignore
 from fleet.store.host_search import (
     ListOptions,
@@ -70,6 +70,21 @@ async def get_label(conn: AsyncConnection, teams: TeamFilter, *, label_id: int |
     rows = (await conn.execute(sa.select(*_COLUMNS).where(where))).all()
     found = await _with_counts(conn, rows, teams)
     return found[0] if found else None
+
+
+async def host_labels(conn: AsyncConnection, host_id: int) -> list[Label]:
+    """The labels a host belongs to (without host counts: a host's detail shows none)."""
+    stmt = (sa.select(*_COLUMNS)
+            .join(label_membership, label_membership.c.label_id == labels.c.id)
+            .where(label_membership.c.host_id == host_id).order_by(labels.c.id))
+    return [Label(*row) for row in await conn.execute(stmt)]
+
+
+async def builtin_labels(conn: AsyncConnection) -> list[Label]:
+    """The built-in labels (what `/host_summary` links a dashboard to), without counts."""
+    rows = await conn.execute(sa.select(*_COLUMNS).where(labels.c.label_type == BUILTIN)
+                              .order_by(labels.c.id))
+    return [Label(*row) for row in rows]
 
 
 async def labels_by_name(conn: AsyncConnection, names: Sequence[str]) -> dict[str, Label]:
