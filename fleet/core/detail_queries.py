@@ -4,9 +4,12 @@ Each query is sent as `fleet_detail_query_<name>` when the host's details are du
 detail family of `fleet/service/families.py`). Its `ingest` turns the returned rows into
 host column values; the same functions ingest the `host_details` an agent sends at
 enrollment, so both paths agree. A query whose answer belongs in tables of its own (software,
-users: thousands of rows, not columns) has a `direct_ingest` instead, as Fleet's
+users: many rows, not columns) has a `direct_ingest` instead, as Fleet's
 DirectIngestFunc: it writes through the narrow `HostTables` Protocol, inside the transaction
-of the whole write. Pure data and functions (no I/O here), which is why it lives in core/.
+of the whole write. Software lists (hundreds of rows a host, all hosts at once after an
+enrollment burst) have a `software_ingest` that only parses them: the service stores them
+after the request, batched with other hosts' (`service/software_writer.py`). Pure data and
+functions (no I/O here), which is why it lives in core/.
 """
 
 from __future__ import annotations
@@ -54,12 +57,10 @@ class HostTables(Protocol):
         """The host's answers to dynamic labels, by label id: True adds the membership,
         False removes it (in two statements whatever the number of labels)."""
 
-    async def sync_software(self, items: Mapping[bytes, software.Installed]) -> None:
-        """Make `items` the host's software, writing only what differs."""
-
 
 Ingest = Callable[[Rows, IngestContext], dict[str, Any]]
 DirectIngest = Callable[[HostTables, Rows, IngestContext], Awaitable[None]]
+SoftwareIngest = Callable[[Rows], Mapping[bytes, software.Installed]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +71,12 @@ class DetailQuery:
     platforms: frozenset[str] = frozenset()  # generic platforms; empty = all
     discovery: str = ""
     direct_ingest: DirectIngest | None = None  # into tables of its own
+    # A software list: parsed here, stored after the request in batches of hosts.
+    software_ingest: SoftwareIngest | None = None
     feature: str = ""  # the `features.*` flag that must be on for it to be asked; "": always
 
     def __post_init__(self) -> None:
-        if self.ingest is None and self.direct_ingest is None:
+        if self.ingest is None and self.direct_ingest is None and self.software_ingest is None:
             raise ValueError(f"detail query {self.name} has no ingest")
 
     def runs_on(self, platform: str) -> bool:
@@ -235,13 +238,10 @@ ORDER BY r.metric ASC, inet_aton(ia.address) IS NOT NULL DESC
 LIMIT 1;
 """.strip()
 
-async def ingest_software(tables: HostTables, rows: Rows, _ctx: IngestContext) -> None:
-    await tables.sync_software(software.parse_rows(rows))
-
 
 def _software(name: str, sql: str, platform: str) -> DetailQuery:
     return DetailQuery(name, sql, platforms=frozenset({platform}),
-                       direct_ingest=ingest_software, feature="enable_software_inventory")
+                       software_ingest=software.parse_rows, feature="enable_software_inventory")
 
 
 CATALOG: tuple[DetailQuery, ...] = (

@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # Widths of the identifying columns (schema.py builds the `software` table from these).
 WIDTHS: dict[str, int] = {
@@ -120,9 +120,9 @@ WINDOWS_SQL = _union((
     _select(_windows(source="python_packages"), "python_packages"),
 ))
 
-@dataclass(frozen=True, slots=True)
-class Installed:
-    """One piece of software on one host, as its list reported it."""
+class Installed(NamedTuple):
+    """One piece of software on one host, as its list reported it (a named tuple: hundreds
+    are made per host at enrollment, and a frozen dataclass costs several times more)."""
 
     checksum: bytes  # md5 of the identifying fields: the shared `software` row's key
     values: tuple[str, ...]  # in IDENTITY order, cut to width
@@ -140,24 +140,29 @@ def checksum(values: Sequence[str]) -> bytes:
     return hashlib.md5("\x00".join(values).encode(), usedforsecurity=False).digest()
 
 
-def _epoch(text: str) -> dt.datetime | None:
+def _epoch(text: str | None) -> dt.datetime | None:
     """osquery's last-opened times are Unix seconds (fractional on macOS); 0 = never."""
+    if not text:
+        return None
     try:
         seconds = int(float(text))
     except (TypeError, ValueError, OverflowError):
         return None
     if seconds <= 0 or seconds > 253402300799:  # after 9999-12-31: nonsense
         return None
-    return dt.datetime(1970, 1, 1) + dt.timedelta(seconds=seconds)
+    return _EPOCH + dt.timedelta(seconds=seconds)
 
 
-def _debian_python(rows: Sequence[Mapping[str, str]]) -> list[Mapping[str, str]]:
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _debian_python(rows: Sequence[Mapping[str, str]]) -> Sequence[Mapping[str, str]]:
     """On Debian-family hosts (the list has deb packages), a Python package apt installed
     is listed twice: `python3-<name>` from deb_packages and `<name>` from python_packages.
     As Fleet, the python_packages entry is renamed `python3-<lowercase name>` and the
     deb_packages duplicate of that name is dropped: one entry, with its path."""
     if not any(r.get("source") == "deb_packages" for r in rows):
-        return list(rows)
+        return rows
     renamed = [{**r, "name": "python3-" + r.get("name", "").lower()}
                if r.get("source") == "python_packages" else r for r in rows]
     python_names = {r["name"] for r in renamed if r.get("source") == "python_packages"}
@@ -165,20 +170,27 @@ def _debian_python(rows: Sequence[Mapping[str, str]]) -> list[Mapping[str, str]]
             if not (r.get("source") == "deb_packages" and r.get("name") in python_names)]
 
 
+# The row column each identifying field comes from (osquery calls the browser
+# `extension_for`), with its width.
+_SOURCE_COLUMNS = tuple(("extension_for" if f == "browser" else f, w)
+                        for f, w in WIDTHS.items())
+
+
 def parse_rows(rows: Sequence[Mapping[str, str]]) -> dict[bytes, Installed]:
     """A host's software by checksum (rows without a name or source skipped; duplicates
-    merged: their paths together, the latest last-opened time)."""
+    merged: their paths together, the latest last-opened time). Runs on hundreds of rows
+    per host at enrollment, hence the plain loops."""
     out: dict[bytes, Installed] = {}
     for row in _debian_python(rows):
-        name, source = row.get("name", ""), row.get("source", "")
-        if not name or not source:
+        get = row.get
+        if not get("name") or not get("source"):
             continue
-        raw = {**row, "browser": row.get("extension_for", "")}
-        values = tuple((raw.get(f) or "")[:w] for f, w in WIDTHS.items())
+        values = tuple([(get(column) or "")[:width] for column, width in _SOURCE_COLUMNS])
         key = checksum(values)
-        path = (row.get("installed_path") or "").strip()[:PATH_WIDTH]
-        paths = frozenset((path,)) if path and path.lower() != "null" else frozenset()
-        opened = _epoch(row.get("last_opened_at", ""))
+        path = get("installed_path")
+        path = path.strip()[:PATH_WIDTH] if path else ""
+        paths = frozenset((path,)) if path and path.lower() != "null" else _NO_PATHS
+        opened = _epoch(get("last_opened_at"))
         seen = out.get(key)
         if seen is not None:
             paths |= seen.installed_paths
@@ -186,6 +198,9 @@ def parse_rows(rows: Sequence[Mapping[str, str]]) -> dict[bytes, Installed]:
                 opened = seen.last_opened_at
         out[key] = Installed(key, values, opened, paths)
     return out
+
+
+_NO_PATHS: frozenset[str] = frozenset()
 
 
 # ----------------------------------------------------------------------------------------

@@ -54,11 +54,16 @@ def start(ctx: ServiceContext, schedules: Sequence[Schedule]) -> list[asyncio.Ta
                     for s in schedules]
 
 
+# How long shutdown waits for queued software lists to be written.
+SOFTWARE_DRAIN_SECONDS = 10.0
+
+
 async def stop(ctx: ServiceContext, tasks: list[asyncio.Task[None]]) -> None:
     """Cancel the loops, then write what is still buffered."""
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await ctx.software.close(SOFTWARE_DRAIN_SECONDS)
     try:
         await ctx.seen.flush(ctx.db)
     except Exception as exc:

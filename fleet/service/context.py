@@ -14,6 +14,7 @@ from fleet.service.configcache import AgentConfigCache
 from fleet.service.hostcache import HostCache
 from fleet.service.labelcache import LabelQueryCache
 from fleet.service.seen import SeenBuffer
+from fleet.service.software_writer import SoftwareWriter
 from fleet.store.db import Database
 
 log = logging.getLogger("fleet.context")
@@ -39,8 +40,10 @@ class ServiceContext:
     instance_id: str = field(default_factory=lambda: secrets.token_hex(8))
     result_log: LogDestination = field(init=False)
     status_log: LogDestination = field(init=False)
+    software: SoftwareWriter = field(init=False)
 
     def __post_init__(self) -> None:
+        self.software = SoftwareWriter(self.db, self.hosts_changed)
         self.result_log = create_destination(self.cfg, "result")
         self.status_log = create_destination(self.cfg, "status")
 

@@ -12,7 +12,8 @@ cached campaign list).
 
 A family ingests either into host columns (`HostWrite.columns`, e.g. the detail queries'
 IngestFuncs) or into tables of its own (`HostWrite.direct`, through the narrow
-`core.detail_queries.HostTables`), never through the whole ServiceContext. Everything a
+`core.detail_queries.HostTables`), never through the whole ServiceContext; a software list
+(`HostWrite.software`) is queued for the batch writer after the write is stored. Everything a
 write stores is committed in one transaction after every family ran, together with the
 family's own "updated at" column, so a host's timestamp and its rows never disagree.
 """
@@ -29,6 +30,7 @@ from fleet.broker.base import BrokerUnavailable
 from fleet.core import detail_queries
 from fleet.core.agent_values import INT64_MAX, clean_rows, short
 from fleet.core.detail_queries import DirectIngest, IngestContext, Rows
+from fleet.core.software import Installed
 from fleet.service import campaigns
 from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost
@@ -64,6 +66,8 @@ class HostWrite:
     context: IngestContext
     columns: dict[str, Any] = field(default_factory=dict)
     direct: list[tuple[DirectIngest, Rows]] = field(default_factory=list)
+    # The host's software list, queued for the batch writer once the write is stored.
+    software: Mapping[bytes, Installed] | None = None
     # Per query name, the values dropped while cleaning (one warning per write).
     dropped: dict[str, list[str]] = field(default_factory=dict)
 
@@ -73,7 +77,7 @@ class HostWrite:
         return rows
 
     def __bool__(self) -> bool:
-        return bool(self.columns or self.direct)
+        return bool(self.columns or self.direct or self.software is not None)
 
 
 class QueryFamily(Protocol):
@@ -159,6 +163,8 @@ class DetailFamily:
                 write.columns.update(detail.ingest(rows, write.context))
             if detail.direct_ingest is not None:
                 write.direct.append((detail.direct_ingest, rows))
+            if detail.software_ingest is not None:
+                write.software = detail.software_ingest(rows)
         # Answered, even if every query failed: not due again before the next interval.
         write.columns.update(detail_updated_at=write.now, refetch_requested=False)
 

@@ -1,5 +1,6 @@
 """`distributed/write`: hand each answer to its query family, then store what they made of
-them (host columns, a family's own tables) in one transaction."""
+them (host columns, a family's own tables) in one transaction, and queue a software list
+for the batch writer."""
 
 from __future__ import annotations
 
@@ -50,8 +51,8 @@ async def submit_results(ctx: ServiceContext, host: CachedHost, *,
         await _save(ctx, host, write)
 
 
-# Hosts writing overlapping shared rows (software) at once can deadlock on MySQL; the loser
-# runs its (idempotent) write again.
+# Hosts writing overlapping rows (label memberships) at once can deadlock on MySQL; the
+# loser runs its (idempotent) write again.
 SAVE_ATTEMPTS = 5
 
 
@@ -81,9 +82,9 @@ async def _save(ctx: ServiceContext, host: CachedHost, write: HostWrite) -> None
         if not write.direct or not ctx.db.is_retryable(exc):
             raise
         # The families' own tables kept colliding with other hosts' writes (MySQL lock
-        # conflicts on shared software rows): the host's vitals still land, and its details
-        # and labels are asked again on the next check-in instead of an interval later.
-        log.warning("host %s: storing its software/labels kept conflicting with other hosts "
+        # conflicts): the host's vitals still land, and its details and labels are asked
+        # again on the next check-in instead of an interval later.
+        log.warning("host %s: storing its label results kept conflicting with other hosts "
                     "(%s); saved its vitals and will ask again", host.id, short(str(exc), 200))
         write.columns = _not_answered(write.columns)
         await _commit(ctx, host.id, write, write.columns, direct=False)
@@ -91,3 +92,5 @@ async def _save(ctx: ServiceContext, host: CachedHost, write: HostWrite) -> None
     await ctx.host_changed(host.id)
     host.apply(write.columns)
     ctx.host_cache.put(host)
+    if write.software is not None:
+        await ctx.software.submit(host.id, write.software)

@@ -16,9 +16,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.core.software import Installed
 from fleet.store import labels as label_store
-from fleet.store import software
 from fleet.store.db import Database, insert_ignore, upsert, utcnow
 from fleet.store.schema import host_seen_times, hosts, label_membership, labels, max_int, metadata
 
@@ -140,6 +138,13 @@ async def update_host(conn: AsyncConnection, host_id: int, values: Mapping[str, 
     await conn.execute(_UPDATE, {**clip(values), "updated_at": utcnow(), "b_id": host_id})
 
 
+async def request_refetch(conn: AsyncConnection, host_ids: Sequence[int]) -> None:
+    """Have the hosts send all their details (and label answers) at their next check-in."""
+    if host_ids:
+        await conn.execute(hosts.update().where(hosts.c.id.in_(host_ids))
+                           .values(refetch_requested=True, updated_at=utcnow()))
+
+
 class HostTables:
     """One host's rows in the tables a direct ingest owns, written in the caller's
     transaction (implements `core.detail_queries.HostTables`)."""
@@ -163,8 +168,6 @@ class HostTables:
         await label_store.add_host_to_labels(
             self._conn, self._host_id, [label for label, member in results.items() if member],
             utcnow())
-    async def sync_software(self, items: Mapping[bytes, Installed]) -> None:
-        await software.sync_host_software(self._conn, self._host_id, items, utcnow())
 
 
 async def mark_seen(db: Database, host_ids: Iterable[int], seen: dt.datetime) -> None:

@@ -1,15 +1,20 @@
 """Software inventory storage: a host's list as links to shared `software` rows, the
 REST lists with their precomputed host counts, and the job that recomputes those counts.
 
-`sync_host_software` is the agent path: it reads what the host has in one statement,
-compares checksums in Python and writes only the difference, each kind of change in one
-statement (executemany) whatever the list's length. An unchanged list writes nothing.
+`sync_software` stores a batch of hosts' lists (`service/software_writer.py` gathers them
+off the request): it reads what the hosts have in one statement, maps the lists' checksums
+to shared rows' ids (from this process's `SoftwareIds` memo; only software it has not met
+is looked up or created), compares ids in Python and writes only the difference, each kind
+of change in one statement for the whole batch (new links and paths as one driver-level
+multi-row INSERT). An unchanged list writes nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +30,7 @@ from fleet.core.software import (
     SoftwareTitle,
     TitleVersion,
 )
-from fleet.store.db import insert_ignore, upsert
+from fleet.store.db import bulk_insert, insert_ignore, upsert
 from fleet.store.host_search import (
     ListOptions,
     apply_list_options,
@@ -51,17 +56,27 @@ paths = host_software_installed_paths
 # Ingestion
 
 
+# Values per IN list: a batch's lists can name tens of thousands of rows, past SQLite's
+# limit of bound parameters per statement.
+IN_CHUNK = 2000
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    return (values[i:i + IN_CHUNK] for i in range(0, len(values), IN_CHUNK))
+
+
 async def _ids_by_checksum(conn: AsyncConnection, checksums: Sequence[bytes], *,
                            latest: bool = False) -> dict[bytes, int]:
     """Ids of shared rows. `latest`: a locking read, which sees rows other transactions
     committed after this one began (MySQL's plain reads keep the transaction's snapshot, so
     a row an insert-ignore skipped as a duplicate could stay invisible)."""
-    if not checksums:
-        return {}
-    stmt = sa.select(software.c.checksum, software.c.id) \
-        .where(software.c.checksum.in_(checksums))
-    rows = await conn.execute(stmt.with_for_update(read=True) if latest else stmt)
-    return {bytes(r.checksum): int(r.id) for r in rows}
+    found: dict[bytes, int] = {}
+    for part in _chunks(checksums):
+        stmt = sa.select(software.c.checksum, software.c.id) \
+            .where(software.c.checksum.in_(part))
+        rows = await conn.execute(stmt.with_for_update(read=True) if latest else stmt)
+        found.update((bytes(r.checksum), int(r.id)) for r in rows)
+    return found
 
 
 async def _create_software(conn: AsyncConnection, items: Sequence[Installed]) -> None:
@@ -75,79 +90,192 @@ async def _create_software(conn: AsyncConnection, items: Sequence[Installed]) ->
     await conn.execute(insert_ignore(dialect, software_titles),
                        [dict(zip(TITLE_IDENTITY, t, strict=True)) for t in titles])
     key = sa.tuple_(*(software_titles.c[f] for f in TITLE_IDENTITY))
-    rows = await conn.execute(sa.select(software_titles.c.id,
-                                        *(software_titles.c[f] for f in TITLE_IDENTITY))
-                              .where(key.in_(titles)).with_for_update(read=True))
-    title_ids = {tuple(r[1:]): int(r.id) for r in rows}
+    title_ids: dict[tuple[str, ...], int] = {}
+    for part in _chunks(titles):
+        rows = await conn.execute(sa.select(software_titles.c.id,
+                                            *(software_titles.c[f] for f in TITLE_IDENTITY))
+                                  .where(key.in_(part)).with_for_update(read=True))
+        title_ids.update((tuple(r[1:]), int(r.id)) for r in rows)
     await conn.execute(insert_ignore(dialect, software), [
         {**item.identity(), "checksum": item.checksum,
          "title_id": title_ids.get(item.title())} for item in items])
 
 
-async def sync_host_software(conn: AsyncConnection, host_id: int,
-                             items: Mapping[bytes, Installed], now: dt.datetime) -> int:
-    """Make `items` the host's software; returns the number of statements that wrote."""
-    stored = await conn.execute(
-        sa.select(software.c.checksum, host_software.c.software_id,
-                  host_software.c.last_opened_at, paths.c.id.label("path_id"),
-                  paths.c.installed_path)
-        .select_from(host_software.join(software, software.c.id == host_software.c.software_id)
-                     .outerjoin(paths, sa.and_(paths.c.host_id == host_software.c.host_id,
-                                               paths.c.software_id == software.c.id)))
-        .where(host_software.c.host_id == host_id))
-    have: dict[bytes, tuple[int, dt.datetime | None]] = {}
-    have_paths: dict[tuple[int, str], int] = {}
-    for r in stored:
-        have[bytes(r.checksum)] = (int(r.software_id), r.last_opened_at)
-        if r.path_id is not None:
-            have_paths[(int(r.software_id), r.installed_path)] = int(r.path_id)
+class SoftwareIds:
+    """This process's memo of shared `software` rows' ids by checksum, so a host's list of
+    known software costs no lookup. An id never changes and nothing deletes `software`
+    rows, so an entry cannot go stale (a job that ever deletes unused software must clear
+    this memo on every instance). Bounded: past `capacity` the oldest entries go."""
 
-    new = [c for c in items if c not in have]
-    ids = {c: sid for c, (sid, _) in have.items()}
-    if new:
-        found = await _ids_by_checksum(conn, new)
-        missing = [items[c] for c in new if c not in found]
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._capacity = capacity
+        self._ids: dict[bytes, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def split(self, checksums: Iterable[bytes]) -> tuple[dict[bytes, int], list[bytes]]:
+        """The ids known here, and the checksums that are not."""
+        known: dict[bytes, int] = {}
+        unknown: list[bytes] = []
+        ids = self._ids
+        for c in checksums:
+            sid = ids.get(c)
+            if sid is None:
+                unknown.append(c)
+            else:
+                known[c] = sid
+        return known, unknown
+
+    def add(self, found: Mapping[bytes, int]) -> None:
+        self._ids.update(found)
+        extra = len(self._ids) - self._capacity
+        if extra > 0:
+            # Dicts keep insertion order: drop the oldest tenth (at least the excess).
+            for key in list(itertools.islice(self._ids, max(extra, self._capacity // 10))):
+                del self._ids[key]
+
+
+async def _resolve_ids(conn: AsyncConnection, items: Mapping[bytes, Installed],
+                       known: SoftwareIds) -> tuple[dict[bytes, int], dict[bytes, int]]:
+    """Every item's shared row id (from the memo, else looked up, else created), and the
+    ids the memo did not have."""
+    ids, unknown = known.split(items)
+    found: dict[bytes, int] = {}
+    if unknown:
+        found = await _ids_by_checksum(conn, unknown)
+        missing = [items[c] for c in unknown if c not in found]
         if missing:
             await _create_software(conn, missing)
             found.update(await _ids_by_checksum(conn, [m.checksum for m in missing],
                                                 latest=True))
         ids.update(found)
-    writes = 0
-    # New links are a plain INSERT: MySQL's INSERT ... ON DUPLICATE KEY UPDATE takes
-    # exclusive next-key locks that make concurrent hosts' inserts wait on each other's gaps.
-    links = [{"host_id": host_id, "software_id": ids[c], "last_opened_at": item.last_opened_at}
-             for c, item in items.items() if c not in have]
-    if links:
-        await conn.execute(host_software.insert(), links)
-        writes += 1
-    opened = [{"host_id": host_id, "software_id": ids[c], "last_opened_at": item.last_opened_at}
-              for c, item in items.items()
-              if c in have and have[c][1] != item.last_opened_at]
-    if opened:
-        await upsert(conn, host_software, opened, keys=["host_id", "software_id"],
+    return ids, found
+
+
+_LINK_COLUMNS = ("host_id", "software_id", "last_opened_at")
+_PATH_COLUMNS = ("host_id", "software_id", "installed_path")
+
+
+@dataclass
+class _Changes:
+    """What a batch writes, gathered over its hosts so each kind is one statement."""
+
+    links: list[tuple[int, int, dt.datetime | None]] = field(default_factory=list)
+    opened: list[dict[str, Any]] = field(default_factory=list)
+    gone: list[tuple[int, int]] = field(default_factory=list)
+    paths_added: list[tuple[int, int, str]] = field(default_factory=list)
+    paths_dropped: list[int] = field(default_factory=list)
+    hosts: set[int] = field(default_factory=set)  # hosts with any change
+
+    def diff(self, host_id: int, wanted: Mapping[int, Installed],
+             have: Mapping[int, dt.datetime | None],
+             have_paths: Mapping[tuple[int, str], int]) -> None:
+        before = self._size()
+        # New links are a plain INSERT: MySQL's INSERT ... ON DUPLICATE KEY UPDATE takes
+        # exclusive next-key locks that make concurrent writers wait on each other's gaps.
+        for sid, item in wanted.items():
+            if sid not in have:
+                self.links.append((host_id, sid, item.last_opened_at))
+            elif have[sid] != item.last_opened_at:
+                self.opened.append({"host_id": host_id, "software_id": sid,
+                                    "last_opened_at": item.last_opened_at})
+        self.gone.extend((host_id, sid) for sid in have if sid not in wanted)
+        want_paths = {(sid, p) for sid, item in wanted.items() for p in item.installed_paths}
+        self.paths_added.extend((host_id, sid, p) for sid, p in want_paths
+                                if (sid, p) not in have_paths)
+        # Paths of removed software go with their link (the outer join listed them too).
+        self.paths_dropped.extend(pid for key, pid in have_paths.items()
+                                  if key not in want_paths)
+        if self._size() != before:
+            self.hosts.add(host_id)
+
+    def _size(self) -> int:
+        return len(self.links) + len(self.opened) + len(self.gone) \
+            + len(self.paths_added) + len(self.paths_dropped)
+
+
+async def _stored(conn: AsyncConnection, host_ids: Sequence[int]
+                  ) -> dict[int, tuple[dict[int, dt.datetime | None], dict[tuple[int, str], int]]]:
+    """Each host's links (software id: last opened) and paths ((software id, path): row id)."""
+    out: dict[int, tuple[dict[int, dt.datetime | None], dict[tuple[int, str], int]]] = {
+        h: ({}, {}) for h in host_ids}
+    rows = await conn.execute(
+        sa.select(host_software.c.host_id, host_software.c.software_id,
+                  host_software.c.last_opened_at, paths.c.id.label("path_id"),
+                  paths.c.installed_path)
+        .select_from(host_software.outerjoin(paths, sa.and_(
+            paths.c.host_id == host_software.c.host_id,
+            paths.c.software_id == host_software.c.software_id)))
+        .where(host_software.c.host_id.in_(host_ids)))
+    for r in rows:
+        have, have_paths = out[r.host_id]
+        have[r.software_id] = r.last_opened_at
+        if r.path_id is not None:
+            have_paths[(r.software_id, r.installed_path)] = r.path_id
+    return out
+
+
+async def _existing_hosts(conn: AsyncConnection, host_ids: Sequence[int]) -> list[int]:
+    """The hosts that still exist, share-locked on MySQL so none is deleted (with its
+    software) before this transaction commits links for it (SQLite has one writer)."""
+    stmt = sa.select(hosts.c.id).where(hosts.c.id.in_(host_ids))
+    if conn.dialect.name == "mysql":
+        stmt = stmt.with_for_update(read=True)
+    return sorted(int(r.id) for r in await conn.execute(stmt))
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """What `sync_software` did: the hosts whose software changed (their
+    `software_updated_at` is now the batch's time), and the shared rows' ids it learned,
+    for the caller to add to its `SoftwareIds` once the transaction has committed (rows
+    created in a transaction that rolls back must not be remembered)."""
+
+    changed: set[int]
+    learned: dict[bytes, int]
+
+
+async def sync_software(conn: AsyncConnection, lists: Mapping[int, Mapping[bytes, Installed]],
+                        now: dt.datetime, known: SoftwareIds) -> Synced:
+    """Make each host's list (by host id) its software, writing only the difference, in a
+    fixed number of statements for the whole batch. Hosts deleted meanwhile are skipped.
+    Unchanged lists of known software cost one read and no write."""
+    stored = await _stored(conn, list(lists))
+    merged: dict[bytes, Installed] = {}
+    for items in lists.values():
+        merged.update(items)
+    ids, learned = await _resolve_ids(conn, merged, known)
+
+    def diff(host_ids: Iterable[int]) -> _Changes:
+        changes = _Changes()
+        for h in host_ids:
+            have, have_paths = stored[h]
+            changes.diff(h, {ids[c]: item for c, item in lists[h].items()}, have, have_paths)
+        return changes
+
+    changes = diff(lists)
+    if not changes.hosts:
+        return Synced(set(), learned)
+    alive = await _existing_hosts(conn, sorted(changes.hosts))
+    if len(alive) < len(changes.hosts):
+        changes = diff(alive)
+    if changes.links:
+        await bulk_insert(conn, host_software, _LINK_COLUMNS, changes.links)
+    if changes.opened:
+        await upsert(conn, host_software, changes.opened, keys=["host_id", "software_id"],
                      update=["last_opened_at"])
-        writes += 1
-    gone = [sid for c, (sid, _) in have.items() if c not in items]
-    if gone:
+    for part in _chunks(changes.gone):
         await conn.execute(host_software.delete().where(
-            host_software.c.host_id == host_id, host_software.c.software_id.in_(gone)))
-        writes += 1
-    wanted = {(ids[c], p) for c, item in items.items() for p in item.installed_paths}
-    added = [{"host_id": host_id, "software_id": sid, "installed_path": p}
-             for sid, p in wanted if (sid, p) not in have_paths]
-    if added:
-        await conn.execute(paths.insert(), added)
-        writes += 1
-    # Paths of removed software go with their link (the outer join listed them too).
-    dropped = [pid for key, pid in have_paths.items() if key not in wanted]
-    if dropped:
-        await conn.execute(paths.delete().where(paths.c.id.in_(dropped)))
-        writes += 1
-    if links or opened or gone or added or dropped:
-        await conn.execute(hosts.update().where(hosts.c.id == host_id)
+            sa.tuple_(host_software.c.host_id, host_software.c.software_id).in_(part)))
+    if changes.paths_added:
+        await bulk_insert(conn, paths, _PATH_COLUMNS, changes.paths_added)
+    for part in _chunks(changes.paths_dropped):
+        await conn.execute(paths.delete().where(paths.c.id.in_(part)))
+    if changes.hosts:
+        await conn.execute(hosts.update().where(hosts.c.id.in_(sorted(changes.hosts)))
                            .values(software_updated_at=now))
-        writes += 1
-    return writes
+    return Synced(changes.hosts, learned)
 
 
 # ----------------------------------------------------------------------------------------

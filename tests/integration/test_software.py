@@ -15,12 +15,11 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from fleet.core.software import parse_rows
-from fleet.service import ingest
+from fleet.service import ingest, software_writer
 from fleet.service import software as software_service
 from fleet.service.context import ServiceContext
 from fleet.store import hosts as host_store
 from fleet.store import software as store
-from fleet.store.db import utcnow
 from fleet.store.schema import (
     host_software_installed_paths,
     hosts,
@@ -71,9 +70,10 @@ def statements(ctx: ServiceContext) -> Iterator[Statements]:
         event.remove(engine, "before_cursor_execute", record)
 
 
-async def sync(ctx: ServiceContext, host_id: int, rows: Sequence[dict[str, str]]) -> int:
-    async with ctx.db.begin() as conn:
-        return await store.sync_host_software(conn, host_id, parse_rows(rows), utcnow())
+async def sync(ctx: ServiceContext, host_id: int, rows: Sequence[dict[str, str]]) -> None:
+    """Store a list as the agent path does: through the batch writer, then wait for it."""
+    await ctx.software.submit(host_id, parse_rows(rows))
+    await ctx.software.idle()
 
 
 async def stored(ctx: ServiceContext, host_id: int) -> dict[str, tuple[str, ...]]:
@@ -135,19 +135,57 @@ async def test_unchanged_list_writes_nothing_and_statements_are_bounded(
     host = await factories.host(ctx)
     rows = [npm(f"pkg-{i}", f"{i}.0", f"/opt/pkg-{i}") for i in range(1000)]
     with statements(ctx) as first:
-        writes = await sync(ctx, host.id, rows)
-    assert writes <= 4 and len(first.sent) <= 10, first.sent
+        await sync(ctx, host.id, rows)
+    # Links, paths, software_updated_at; titles and versions created.
+    assert len(first.writes) == 5 and len(first.sent) <= 11, first.sent
     with statements(ctx) as again:
-        assert await sync(ctx, host.id, rows) == 0
-    assert again.writes == [] and len(again.sent) == 1
+        await sync(ctx, host.id, rows)
+    assert again.writes == [] and len(again.sent) == 1, again.sent
     # Five packages no host had before replace five others: the worst case, every kind of
-    # statement once (read; look up, create titles and versions, look up again; link,
-    # unlink; add and drop paths; software_updated_at), whatever the list's length.
+    # statement once (read; look up, create titles and versions, look up again; lock the
+    # host; link, unlink; add and drop paths; software_updated_at), whatever the length.
     changed = rows[5:] + [npm(f"new-{i}", "1", f"/opt/new-{i}") for i in range(5)]
     with statements(ctx) as churn:
         await sync(ctx, host.id, changed)
-    assert len(churn.sent) <= 11, churn.sent
+    assert len(churn.sent) <= 12, churn.sent
     assert len(await stored(ctx, host.id)) == 1000
+
+
+async def test_a_batch_of_hosts_costs_the_statements_of_one(ctx: ServiceContext) -> None:
+    """Lists queued together are written together: the statements do not grow with the
+    number of hosts, and each host gets exactly its own list."""
+    host_ids = [(await factories.host(ctx)).id for _ in range(30)]
+    with statements(ctx) as batch:
+        for n, host_id in enumerate(host_ids):
+            await ctx.software.submit(host_id, parse_rows(
+                [deb("curl", "8"), npm(f"only-{n}", "1", f"/opt/only-{n}")]))
+        await ctx.software.idle()
+    assert len(batch.sent) <= 11, batch.sent
+    for n, host_id in enumerate(host_ids):
+        assert await stored(ctx, host_id) == {"curl@8": (), f"only-{n}@1": (f"/opt/only-{n}",)}
+
+
+async def test_a_newer_list_replaces_a_queued_one_and_a_full_queue_waits(
+        ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = await factories.host(ctx)
+    others = [(await factories.host(ctx)).id for _ in range(3)]
+    monkeypatch.setattr(ctx.software, "capacity", 2)
+    await ctx.software.submit(host.id, parse_rows([deb("old")]))
+    await ctx.software.submit(host.id, parse_rows([deb("new")]))  # replaces, no wait
+    await ctx.software.submit(others[0], parse_rows([deb("a")]))
+    # The queue is full (two hosts): the next host waits until the drain takes a batch.
+    await ctx.software.submit(others[1], parse_rows([deb("b")]))
+    await ctx.software.idle()
+    assert await stored(ctx, host.id) == {"new@1.0": ()}
+    assert await stored(ctx, others[1]) == {"b@1.0": ()}
+
+
+async def test_a_deleted_host_gets_no_software(ctx: ServiceContext) -> None:
+    host = await factories.host(ctx)
+    async with ctx.db.begin() as conn:
+        await conn.execute(hosts.delete().where(hosts.c.id == host.id))
+    await sync(ctx, host.id, [deb("bash")])
+    assert await stored(ctx, host.id) == {}
 
 
 async def test_last_opened_at_is_stored_and_updated(ctx: ServiceContext) -> None:
@@ -163,7 +201,7 @@ async def test_last_opened_at_is_stored_and_updated(ctx: ServiceContext) -> None
     assert item.software.bundle_identifier == "com.apple.Safari"
     with statements(ctx) as opened:
         await sync(ctx, host.id, [{**app, "last_opened_at": "1700000600"}])
-    assert len(opened.writes) == 2  # the link's last_opened_at and software_updated_at
+    assert len(opened.writes) == 2, opened.writes  # last_opened_at, software_updated_at
 
 
 async def test_software_detail_query_through_the_agent(ctx: ServiceContext,
@@ -178,15 +216,18 @@ async def test_software_detail_query_through_the_agent(ctx: ServiceContext,
     assert r.status_code == 200
     host = ctx.host_cache.get(node_key)
     assert host is not None
+    await ctx.software.idle()
     assert set(await stored(ctx, host.id)) == {"bash@1.0", "zsh@1.0"}
     with statements(ctx) as again:
         await agent.post("/api/osquery/distributed/write", json=write)
+        await ctx.software.idle()
     assert not [s for s in again.writes if "software" in s], again.writes
     # A failed software query keeps what is stored.
     await agent.post("/api/osquery/distributed/write", json={
         "node_key": node_key, "queries": {"fleet_detail_query_software_linux": []},
         "statuses": {"fleet_detail_query_software_linux": 1}, "messages": {
             "fleet_detail_query_software_linux": "no such table: deb_packages"}})
+    await ctx.software.idle()
     assert len(await stored(ctx, host.id)) == 2
 
 
@@ -299,11 +340,12 @@ async def test_host_list_filters_by_software(admin_api: Api) -> None:
                  400, "Bad request", "software_title_id")
 
 
-async def test_vitals_land_when_software_keeps_conflicting(
+async def test_a_software_list_that_cannot_be_stored_is_asked_again(
         ctx: ServiceContext, agent: httpx.AsyncClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A software list that keeps colliding with other hosts' writes (lock conflicts) does
-    not take the host's vitals with it, and the details are asked again at once."""
+    """A batch that keeps colliding with other instances' writes (lock conflicts) is given
+    up on after its retries: the host's vitals are already stored (the request never waited
+    for its software) and its details are asked again at the next check-in."""
     node_key = await enroll(agent)
     await agent.post("/api/osquery/distributed/read", json={"node_key": node_key})
 
@@ -311,19 +353,49 @@ async def test_vitals_land_when_software_keeps_conflicting(
         raise OperationalError("INSERT INTO software ...", {},
                                Exception(1213, "Deadlock found when trying to get lock"))
 
-    monkeypatch.setattr(host_store.HostTables, "sync_software", conflicting)
-    monkeypatch.setattr(ingest, "SAVE_ATTEMPTS", 2)
+    monkeypatch.setattr(store, "sync_software", conflicting)
+    monkeypatch.setattr(software_writer, "ATTEMPTS", 2)
     r = await agent.post("/api/osquery/distributed/write", json={
         "node_key": node_key,
         "queries": {"fleet_detail_query_software_linux": [deb("bash")],
                     "fleet_detail_query_uptime": [{"total_seconds": "3600"}]},
         "statuses": {"fleet_detail_query_software_linux": 0, "fleet_detail_query_uptime": 0}})
     assert r.status_code == 200, r.text
-    host = ctx.host_cache.get(node_key)
-    assert host is not None
+    await ctx.software.idle()
+    assert ctx.software.failed == 1
     async with ctx.db.connect() as conn:
-        uptime = (await conn.execute(sa.select(hosts.c.uptime)
-                                     .where(hosts.c.id == host.id))).scalar_one()
-    assert uptime == 3600 * 1_000_000_000
+        row = (await conn.execute(sa.select(hosts.c.id, hosts.c.uptime)
+                                  .where(hosts.c.node_key == node_key))).one()
+    assert row.uptime == 3600 * 1_000_000_000
     again = await agent.post("/api/osquery/distributed/read", json={"node_key": node_key})
     assert "fleet_detail_query_software_linux" in again.json()["queries"]
+    assert await stored(ctx, row.id) == {}
+
+
+async def test_vitals_land_when_label_results_keep_conflicting(
+        ctx: ServiceContext, agent: httpx.AsyncClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Label memberships that keep colliding with other hosts' writes (lock conflicts) do
+    not take the host's vitals with them, and its details are asked again at once."""
+    node_key = await enroll(agent)
+    first = await agent.post("/api/osquery/distributed/read", json={"node_key": node_key})
+    label_query = next(q for q in first.json()["queries"] if q.startswith("fleet_label_query_"))
+
+    async def conflicting(*_args: Any) -> None:
+        raise OperationalError("INSERT INTO label_membership ...", {},
+                               Exception(1213, "Deadlock found when trying to get lock"))
+
+    monkeypatch.setattr(host_store.HostTables, "record_label_results", conflicting)
+    monkeypatch.setattr(ingest, "SAVE_ATTEMPTS", 2)
+    r = await agent.post("/api/osquery/distributed/write", json={
+        "node_key": node_key,
+        "queries": {label_query: [{"1": "1"}],
+                    "fleet_detail_query_uptime": [{"total_seconds": "3600"}]},
+        "statuses": {label_query: 0, "fleet_detail_query_uptime": 0}})
+    assert r.status_code == 200, r.text
+    async with ctx.db.connect() as conn:
+        uptime = (await conn.execute(sa.select(hosts.c.uptime)
+                                     .where(hosts.c.node_key == node_key))).scalar_one()
+    assert uptime == 3600 * 1_000_000_000
+    again = await agent.post("/api/osquery/distributed/read", json={"node_key": node_key})
+    assert "fleet_detail_query_uptime" in again.json()["queries"]
