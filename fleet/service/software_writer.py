@@ -37,6 +37,7 @@ Items = Mapping[bytes, Installed]
 Forget = Callable[[Sequence[int]], Awaitable[None]]
 
 ATTEMPTS = 5  # per batch, for lock conflicts with other instances' batches
+BACKOFF = 0.25  # seconds before the first retry, doubled each time (jittered)
 
 
 class SoftwareWriter:
@@ -109,7 +110,7 @@ class SoftwareWriter:
             return await store.sync_software(conn, lists, now, self._ids)
 
         try:
-            synced = await self._db.transact(work, attempts=ATTEMPTS, backoff=0.05)
+            synced = await self._db.transact(work, attempts=ATTEMPTS, backoff=BACKOFF)
             self._ids.add(synced.learned)
             self.written += len(lists)
         except Exception as exc:  # the writer must outlive any one batch

@@ -284,25 +284,28 @@ async def sync_software(conn: AsyncConnection, lists: Mapping[int, Mapping[bytes
 
 async def refresh_counts(conn: AsyncConnection, now: dt.datetime) -> int:
     """Recompute every version's and title's host count (team 0: all hosts); how many
-    versions have hosts."""
-    await conn.execute(software_host_counts.delete())
-    await conn.execute(software_host_counts.insert().from_select(
-        ["software_id", "team_id", "hosts_count", "updated_at"],
-        sa.select(host_software.c.software_id, sa.literal(ALL_TEAMS), sa.func.count(),
-                  sa.literal(now, software_host_counts.c.updated_at.type))
-        .group_by(host_software.c.software_id)))
-    await conn.execute(software_titles_host_counts.delete())
-    await conn.execute(software_titles_host_counts.insert().from_select(
-        ["software_title_id", "team_id", "hosts_count", "updated_at"],
-        sa.select(software.c.title_id, sa.literal(ALL_TEAMS),
-                  sa.func.count(sa.distinct(host_software.c.host_id)),
-                  sa.literal(now, software_titles_host_counts.c.updated_at.type))
+    versions have hosts.
+
+    The counts are read with plain SELECTs and written back as rows: MySQL's
+    INSERT ... SELECT would share-lock every `host_software` and `software` row it reads
+    for the whole transaction, and the software writer's inserts then deadlock on them."""
+    versions = [(int(r.software_id), ALL_TEAMS, int(r.n), now) for r in await conn.execute(
+        sa.select(host_software.c.software_id, sa.func.count().label("n"))
+        .group_by(host_software.c.software_id))]
+    titles = [(int(r.title_id), ALL_TEAMS, int(r.n), now) for r in await conn.execute(
+        sa.select(software.c.title_id,
+                  sa.func.count(sa.distinct(host_software.c.host_id)).label("n"))
         .select_from(host_software.join(software,
                                         software.c.id == host_software.c.software_id))
         .where(software.c.title_id.isnot(None))
-        .group_by(software.c.title_id)))
-    return int((await conn.execute(sa.select(sa.func.count())
-                                   .select_from(software_host_counts))).scalar_one())
+        .group_by(software.c.title_id))]
+    await conn.execute(software_host_counts.delete())
+    await bulk_insert(conn, software_host_counts,
+                      ("software_id", "team_id", "hosts_count", "updated_at"), versions)
+    await conn.execute(software_titles_host_counts.delete())
+    await bulk_insert(conn, software_titles_host_counts,
+                      ("software_title_id", "team_id", "hosts_count", "updated_at"), titles)
+    return len(versions)
 
 
 # ----------------------------------------------------------------------------------------
