@@ -33,7 +33,7 @@ from fleet.api.schemas import DocumentedAPI
 from fleet.broker import create_broker
 from fleet.config import Config
 from fleet.jobs import background
-from fleet.jobs.cleanups import CLEANUPS_THEN_AGGREGATION
+from fleet.jobs.cleanups import CLEANUPS_THEN_AGGREGATION, SOFTWARE_HOST_COUNTS
 from fleet.jobs.schedule import Schedule
 from fleet.security_headers import ALWAYS as SECURITY_ALWAYS
 from fleet.security_headers import DEFAULTS as SECURITY_DEFAULTS
@@ -46,7 +46,7 @@ log = logging.getLogger("fleet.server")
 FLEET_API_PREFIXES = ("/api/v1/fleet", "/api/latest/fleet")
 
 # Every instance runs every schedule; the lock of each decides which one runs its jobs.
-SCHEDULES: tuple[Schedule, ...] = (CLEANUPS_THEN_AGGREGATION,)
+SCHEDULES: tuple[Schedule, ...] = (CLEANUPS_THEN_AGGREGATION, SOFTWARE_HOST_COUNTS)
 
 
 async def build_context(cfg: Config) -> ServiceContext:

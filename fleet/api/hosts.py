@@ -290,6 +290,13 @@ async def delete_hosts(body: BulkDelete, ctx: Ctx, viewer: CurrentViewer) -> Res
     return json_response({})
 
 
+@router.post("/hosts/{host_id:int}/refetch", responses=answers(Empty, 401, 403, 404))
+async def refetch_host(host_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Response:
+    """Ask the host for all its details and label answers at its next check-in."""
+    await host_admin.refetch_host(ctx, viewer, host_id)
+    return json_response({})
+
+
 @router.delete("/hosts/{host_id:int}", responses=answers(Empty, 401, 403, 404))
 async def delete_host(host_id: PathId, ctx: Ctx, viewer: CurrentViewer) -> Response:
     await host_admin.delete_host(ctx, viewer, host_id)

@@ -16,6 +16,7 @@ from fleet.core.labels import Label
 from fleet.core.software import HostSoftware
 from fleet.service.context import ServiceContext
 from fleet.store import host_search as store
+from fleet.store import hosts as host_store
 from fleet.store import labels as label_store
 from fleet.store import software as software_store
 from fleet.store.db import utcnow
@@ -111,6 +112,19 @@ async def find_host(ctx: ServiceContext, viewer: Viewer, identifier: str, *,
     async with ctx.db.connect() as conn:
         return await _detail(conn, viewer, await store.find_host(conn, identifier),
                              f"Host with identifier={identifier}", exclude_software)
+
+
+async def refetch_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> None:
+    """Have the host send every detail and label answer at its next check-in. Reading the
+    host is enough (as Fleet: observers may refetch)."""
+    authorize_any(viewer, Action.READ_HOSTS)
+    async with ctx.db.begin() as conn:
+        host = await store.get_host(conn, host_id)
+        if host is None:
+            raise NotFound.of(f"Host with id={host_id}")
+        authorize(viewer, Action.READ_HOSTS, host)
+        await host_store.request_refetch(conn, [host_id])
+    await ctx.host_changed(host_id)
 
 
 async def delete_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> None:

@@ -1,6 +1,6 @@
 """Software inventory as people see it: versions and titles with their host counts (kept
-by `refresh_counts` on the cleanups schedule, never counted per request) and a host's own
-software.
+by `refresh_counts` on the hourly `software_host_counts` schedule, never counted per
+request) and a host's own software.
 
 The counts cover every host (team 0), so the lists are global objects: global roles that
 may read hosts see them; team-only users get a 403 until per-team counts exist.
@@ -77,6 +77,6 @@ async def get_title(ctx: ServiceContext, viewer: Viewer, title_id: int
 
 
 async def refresh_counts(ctx: ServiceContext) -> int:
-    """The `software_host_counts` job of the cleanups schedule."""
+    """The job of the `software_host_counts` schedule."""
     async with ctx.db.begin() as conn:
         return await store.refresh_counts(conn, utcnow())

@@ -30,7 +30,7 @@ async def test_fleetctl_get_software_after_the_counts_job(
         await bring_online(agents)
     r = fleetctl.run("get", "software")
     assert (r.returncode, r.stdout) == (0, "No software found\n"), r.stderr
-    assert fleetctl.run("trigger", "--name", "cleanups_then_aggregation").returncode == 0
+    assert fleetctl.run("trigger", "--name", "software_host_counts").returncode == 0
     deadline = time.monotonic() + 60
     while not (versions := _listed(fleetctl, "--versions")):
         assert time.monotonic() < deadline, "the counts job did not run"

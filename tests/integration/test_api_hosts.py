@@ -11,6 +11,7 @@ import datetime as dt
 import io
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 
 from fleet.service.context import ServiceContext
@@ -19,6 +20,9 @@ from fleet.store.db import utcnow
 from fleet.store.schema import HOST_CHILD_TABLES, hosts, label_membership, labels
 from tests import factories
 from tests.integration.conftest import Api, assert_error
+from tests.integration.test_agent_endpoints import agent, enroll
+
+__all__ = ["agent"]  # the fixture, imported for the tests below
 
 LONG_AGO = dt.timedelta(days=60)
 
@@ -287,6 +291,35 @@ async def test_get_host_by_identifier(admin_api: Api) -> None:
         assert r.json()["host"]["id"] == host_id
         assert [lb["name"] for lb in r.json()["host"]["labels"]] == ["All Hosts"]
     assert_error(await admin_api.request("GET", "/hosts/identifier/nope"), 404,
+                 "Resource Not Found")
+
+
+async def test_refetch_asks_the_host_for_everything_again(admin_api: Api,
+                                                          agent: httpx.AsyncClient) -> None:
+    ctx = admin_api.ctx
+    node_key = await enroll(agent)
+    first = (await agent.post("/api/osquery/distributed/read",
+                              json={"node_key": node_key})).json()["queries"]
+    answered = {"node_key": node_key, "queries": {name: [] for name in first},
+                "statuses": {name: 0 for name in first}}
+    assert (await agent.post("/api/osquery/distributed/write", json=answered)).status_code == 200
+    idle = (await agent.post("/api/osquery/distributed/read", json={"node_key": node_key}))
+    assert idle.json()["queries"] == {}
+    host = ctx.host_cache.get(node_key)
+    assert host is not None
+
+    _, observer = await admin_api.user("observer")  # reading the host is enough, as Fleet
+    r = await admin_api.request("POST", f"/hosts/{host.id}/refetch", token=observer)
+    assert r.status_code == 200 and r.json() == {}
+    detail = (await admin_api.request("GET", f"/hosts/{host.id}")).json()["host"]
+    assert detail["refetch_requested"] is True
+    again = (await agent.post("/api/osquery/distributed/read",
+                              json={"node_key": node_key})).json()["queries"]
+    assert set(again) == set(first)  # every detail and label query
+    assert (await agent.post("/api/osquery/distributed/write", json=answered)).status_code == 200
+    detail = (await admin_api.request("GET", f"/hosts/{host.id}")).json()["host"]
+    assert detail["refetch_requested"] is False
+    assert_error(await admin_api.request("POST", "/hosts/999999/refetch"), 404,
                  "Resource Not Found")
 
 

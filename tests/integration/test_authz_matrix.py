@@ -82,6 +82,7 @@ PERMISSIONS: dict[tuple[str, str], Entry] = {
     ("GET", API + "/hosts/{host_id:int}"): Entry(READERS),
     ("POST", API + "/hosts/delete"): Entry(HOST_WRITERS, {"ids": [MISSING]}),
     ("DELETE", API + "/hosts/{host_id:int}"): Entry(HOST_WRITERS),
+    ("POST", API + "/hosts/{host_id:int}/refetch"): Entry(READERS),
     # labels and their specs (gitops writes them, as queries)
     ("GET", API + "/labels"): Entry(READERS),
     ("GET", API + "/labels/summary"): Entry(READERS),

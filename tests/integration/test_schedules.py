@@ -277,8 +277,8 @@ async def test_trigger_queues_a_run_that_another_instance_holding_the_lock_runs(
 async def test_trigger_of_an_unknown_schedule_lists_the_names(app_api: Api,
                                                               query: str) -> None:
     assert_error(await app_api.request("POST", f"/trigger{query}"), 404,
-                 "invalid name; supported trigger names are cleanups_then_aggregation",
-                 name="name")
+                 "invalid name; supported trigger names are cleanups_then_aggregation, "
+                 "software_host_counts", name="name")
     assert await runs(app_api.ctx, "vulnerabilities") == []
 
 
