@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fleet import __version__
 from fleet.agent.routes import AgentFrontDoor
 from fleet.api import (
+    config,
     docs,
     health,
     home,
@@ -90,7 +91,7 @@ def create_app(ctx: ServiceContext, *, owns_context: bool = False,
     app.include_router(docs.router)
     for prefix in FLEET_API_PREFIXES:
         for module in (sessions, users, hosts, labels, queries, secrets, live, targets,
-                       trigger, software):
+                       trigger, software, config):
             app.include_router(module.router, prefix=prefix)
     app.include_router(websocket.router)
     front = AgentFrontDoor(ctx, SecurityHeaders(app, tls=ctx.cfg.server.tls))

@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                        aliases=("query", "q", "reports", "report", "r"))
     queries.add_argument("name", nargs="?", help="name of one query to show")
     _output_flags(queries)
+    app_config = _command(kinds, "config", get.get_config,
+                          "retrieve the Fleet configuration (a kind: config spec)")
+    _output_flags(app_config)
     secrets = _command(kinds, "enroll_secret", get.get_enroll_secret,
                        "retrieve the osquery enroll secrets",
                        aliases=("enroll_secrets", "enroll-secret", "enroll-secrets"))

@@ -245,6 +245,14 @@ class FleetClient:
     def apply_enroll_secret_spec(self, spec: dict[str, Any]) -> None:
         self._call("POST", f"{API}/spec/enroll_secret", body={"spec": spec})
 
+    def get_app_config(self) -> dict[str, Any]:
+        return self._call("GET", f"{API}/config")
+
+    def modify_app_config(self, patch: dict[str, Any], *, dry_run: bool = False
+                          ) -> dict[str, Any]:
+        return self._call("PATCH", f"{API}/config", body=patch,
+                          params={"dry_run": "true"} if dry_run else None)
+
     # --- queries and live queries ---------------------------------------------------------
 
     def list_queries(self, search: str, team_id: int | None = None) -> list[dict[str, Any]]:

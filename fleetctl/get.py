@@ -155,6 +155,15 @@ def get_labels(args: argparse.Namespace) -> int:
     return 0
 
 
+def get_config(args: argparse.Namespace) -> int:
+    """The app config as a `kind: config` spec (`apply -f` takes it back)."""
+    _check_format(args)
+    with _client(args) as client:
+        spec = client.get_app_config()
+    print_spec("config", spec, as_json=args.json)
+    return 0
+
+
 def get_enroll_secret(args: argparse.Namespace) -> int:
     _check_format(args)
     with _client(args) as client:

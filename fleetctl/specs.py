@@ -115,6 +115,24 @@ def _delete_labels(client: FleetClient, specs: list[Spec]) -> str:
     return f"deleted {len(specs)} labels"
 
 
+# The app config's read-only keys: `get config` prints them, so `apply` of that output
+# leaves them out instead of sending what the server refuses.
+READ_ONLY_CONFIG = ("license", "logging", "update_interval")
+
+
+def _config_spec(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    for section, values in spec.items():
+        if values is not None and not isinstance(values, dict):
+            raise CLIError(f"{where}: spec.{section} must be a mapping")
+    return {k: v for k, v in spec.items() if k not in READ_ONLY_CONFIG}
+
+
+def _apply_config(client: FleetClient, specs: list[Spec], *, dry_run: bool = False) -> str:
+    for spec in specs:  # in file order: a later document changes what an earlier set
+        client.modify_app_config(spec, dry_run=dry_run)
+    return "would've applied fleet config" if dry_run else "applied fleet config"
+
+
 def _apply_enroll_secrets(client: FleetClient, specs: list[Spec]) -> str:
     # Each enroll_secret spec replaces the whole global set, so the last one wins.
     client.apply_enroll_secret_spec(specs[-1])
@@ -135,6 +153,7 @@ class SpecKind:
 # In dependency order: `apply` sends each kind's specs after those of the kinds above it.
 KINDS: tuple[SpecKind, ...] = (
     # `report` is the name newer Fleet releases use for saved queries.
+    SpecKind(("config",), "config", _config_spec, _apply_config),
     SpecKind(("label",), "labels", _label_spec, _apply_labels, _delete_labels),
     SpecKind(("query", "report"), "queries", _query_spec, _apply_queries, _delete_queries),
     SpecKind(("enroll_secret",), "enroll secrets", _secrets_spec, _apply_enroll_secrets),
@@ -188,16 +207,20 @@ def parse_specs(path: str) -> SpecGroup:
 def apply(args: argparse.Namespace) -> int:
     group = parse_specs(args.file)
     if args.dry_run:
-        # As in Go fleetctl, dry runs are only meaningful for config and team specs.
-        for kind in group:
+        # As in Go fleetctl, dry runs are only meaningful for config and team specs: the
+        # server checks a config without saving it.
+        for kind in [k for k in group if k.apply is not _apply_config]:
             print(f"[!] ignoring {kind.plural}, dry run mode only supported for 'config' and "
                   "'team' specs")
-        return 0
+            del group[kind]
+        if not group:
+            return 0
 
     with FleetClient(load_context(args.config, args.context), debug=args.debug) as client:
         for kind, specs in group.items():
             try:
-                done = kind.apply(client, specs)
+                done = _apply_config(client, specs, dry_run=True) \
+                    if args.dry_run else kind.apply(client, specs)
             except APIError as exc:
                 raise CLIError(f"applying {kind.plural}: {exc}") from None
             print(f"[+] {done}")

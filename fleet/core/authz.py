@@ -49,10 +49,12 @@ class Action(StrEnum):
     WRITE_USERS = "write_users"          # also allowed on oneself (not one's role)
     WATCH_CAMPAIGN = "watch_campaign"    # only its creator's, whatever the role
     TRIGGER_SCHEDULES = "trigger_schedules"  # run a named schedule now (Fleet: global admins)
+    READ_APP_CONFIG = "read_app_config"  # every signed-in user, as Fleet
+    WRITE_APP_CONFIG = "write_app_config"  # admins and gitops
 
 
 _OBSERVER = {Action.READ_HOSTS, Action.READ_QUERIES, Action.RUN_SAVED_QUERIES,
-             Action.READ_LABELS}
+             Action.READ_LABELS, Action.READ_APP_CONFIG}
 # Actions nobody holds by role: they come from owning the object.
 _OWNER_ONLY = frozenset({Action.WATCH_CAMPAIGN})
 _OWNER_MAY = frozenset({Action.READ_USERS, Action.WRITE_USERS, Action.WATCH_CAMPAIGN})
@@ -66,10 +68,11 @@ _ALLOWED: dict[Role, frozenset[Action]] = {
     # API-only and write-only, for CI: it applies queries and enroll secrets (whose "CRUD"
     # includes reading them) but sees no hosts and runs nothing.
     Role.GITOPS: frozenset({Action.WRITE_QUERIES, Action.READ_SECRETS, Action.WRITE_SECRETS,
-                            Action.WRITE_LABELS}),
+                            Action.WRITE_LABELS, Action.READ_APP_CONFIG,
+                            Action.WRITE_APP_CONFIG}),
 }
 # Global objects every team uses: a team member may read these as its role allows.
-_SHARED = frozenset({Action.READ_QUERIES, Action.READ_LABELS})
+_SHARED = frozenset({Action.READ_QUERIES, Action.READ_LABELS, Action.READ_APP_CONFIG})
 
 
 @dataclass(frozen=True, slots=True)

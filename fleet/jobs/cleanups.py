@@ -13,7 +13,7 @@ counts do (its `vulnerabilities` schedule, `vulnerabilities.periodicity`, 1 h).
 from __future__ import annotations
 
 from fleet.jobs.schedule import Schedule
-from fleet.service import campaigns, sessions, software
+from fleet.service import campaigns, host_admin, sessions, software
 
 CLEANUP_INTERVAL = 60.0
 SOFTWARE_COUNTS_INTERVAL = 3600.0
@@ -21,7 +21,8 @@ SOFTWARE_COUNTS_INTERVAL = 3600.0
 CLEANUPS_THEN_AGGREGATION = Schedule(
     name="cleanups_then_aggregation", interval=CLEANUP_INTERVAL, lock_name="leader",
     jobs=(("distributed_query_campaigns", campaigns.cleanup_stale),
-          ("expired_sessions", sessions.cleanup_expired)))
+          ("expired_sessions", sessions.cleanup_expired),
+          ("expired_hosts", host_admin.expire_hosts)))
 
 SOFTWARE_HOST_COUNTS = Schedule(
     name="software_host_counts", interval=SOFTWARE_COUNTS_INTERVAL,

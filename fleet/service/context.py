@@ -14,6 +14,7 @@ from fleet.service.configcache import AgentConfigCache
 from fleet.service.hostcache import HostCache
 from fleet.service.labelcache import LabelQueryCache
 from fleet.service.seen import SeenBuffer
+from fleet.service.settingscache import SettingsCache
 from fleet.service.software_writer import SoftwareWriter
 from fleet.store.db import Database
 
@@ -25,6 +26,7 @@ INVALIDATION_BATCH = 1000
 HOSTS = "hosts"  # data: host ids, comma-separated
 AGENT_CONFIG = "agent_config"  # data: a team id, or `*` for every team
 LABELS = "labels"  # data: empty (the dynamic labels' queries changed)
+SETTINGS = "settings"  # data: empty (the app config document changed)
 
 
 @dataclass
@@ -36,6 +38,7 @@ class ServiceContext:
     agent_config: AgentConfigCache = field(default_factory=AgentConfigCache)
     seen: SeenBuffer = field(default_factory=SeenBuffer)
     label_queries: LabelQueryCache = field(default_factory=LabelQueryCache)
+    settings: SettingsCache = field(default_factory=SettingsCache)
     # Tags this process's broadcasts, so it does not evict entries it just refreshed itself.
     instance_id: str = field(default_factory=lambda: secrets.token_hex(8))
     result_log: LogDestination = field(init=False)
@@ -82,6 +85,16 @@ class ServiceContext:
         except BrokerUnavailable as exc:
             log.warning("label change not announced to other instances: %s", exc)
 
+    async def settings_changed(self) -> None:
+        """The app config document changed (after the commit): every instance acts on the
+        new settings at once. A broker outage only delays the others by the cache's age
+        limit, so it is logged, not raised."""
+        self.settings.invalidate()
+        try:
+            await self._announce(SETTINGS, "")
+        except BrokerUnavailable as exc:
+            log.warning("app config change not announced to other instances: %s", exc)
+
     async def _announce(self, kind: str, data: str) -> None:
         await self.broker.bus.publish(CACHE_INVALIDATION_CHANNEL,
                                       f"{self.instance_id}:{kind}:{data}".encode())
@@ -100,12 +113,15 @@ class ServiceContext:
             self.agent_config.invalidate(int(data) if data.isdigit() else None)
         elif kind == LABELS:
             self.label_queries.invalidate()
+        elif kind == SETTINGS:
+            self.settings.invalidate()
 
     def drop_caches(self) -> None:
         """Forget every cached host and config (announcements may have been missed)."""
         self.host_cache.clear()
         self.agent_config.invalidate()
         self.label_queries.invalidate()
+        self.settings.invalidate()
 
     async def close_logs(self) -> None:
         await self.result_log.close()

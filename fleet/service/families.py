@@ -34,6 +34,7 @@ from fleet.core.software import Installed
 from fleet.service import campaigns
 from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost
+from fleet.store.db import is_outage
 
 log = logging.getLogger("fleet.families")
 
@@ -142,8 +143,28 @@ class DetailFamily:
                            ctx.cfg.osquery.detail_update_interval, now)
 
     async def queries(self, ctx: ServiceContext, host: CachedHost) -> Mapping[str, Query]:
-        return {name: Query(q.sql, q.discovery)
-                for name, q in detail_queries.queries_for_platform(host.platform).items()}
+        """The platform's detail queries, as `features` says: a query whose flag is off
+        (`enable_software_inventory`, ...) is not asked; `detail_query_overrides` replaces
+        a query's SQL, or with null or "" drops it."""
+        try:
+            features = (await ctx.settings.get(ctx.db)).features
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            # Never loaded and the database is away: the answers could not be stored
+            # either, so details wait for a later check-in.
+            log.debug("settings unavailable for host %s: %s", host.id, exc)
+            return {}
+        overrides = features.detail_query_overrides
+        out: dict[str, Query] = {}
+        for name, q in detail_queries.queries_for_platform(host.platform).items():
+            if not features.enabled(q.feature):
+                continue
+            if name not in overrides:
+                out[name] = Query(q.sql, q.discovery)
+            elif overrides[name]:
+                out[name] = Query(str(overrides[name]), q.discovery)
+        return out
 
     async def ingest(self, ctx: ServiceContext, host: CachedHost,
                      answers: Mapping[str, Answer], write: HostWrite) -> None:

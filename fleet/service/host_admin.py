@@ -136,6 +136,20 @@ async def delete_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> None
     await ctx.host_changed(host_id)
 
 
+async def expire_hosts(ctx: ServiceContext) -> int:
+    """The `expired_hosts` job: with `host_expiry_settings.host_expiry_enabled`, delete the
+    hosts not seen for `host_expiry_window` days (an agent still running re-enrolls)."""
+    expiry = (await ctx.settings.get(ctx.db)).host_expiry
+    if not expiry.enabled or expiry.window_days <= 0:
+        return 0
+    cutoff = utcnow() - dt.timedelta(days=expiry.window_days)
+    async with ctx.db.begin() as conn:
+        deleted = await store.delete_hosts(conn, await store.not_seen_since(conn, cutoff),
+                                           teams=store.EVERY_HOST)
+    await ctx.hosts_changed(deleted)
+    return len(deleted)
+
+
 async def delete_hosts(ctx: ServiceContext, viewer: Viewer, *, ids: Sequence[int] | None,
                        filters: HostFilter | None, query: str = "") -> int:
     """Bulk delete by ids or by filters (exactly one of them); returns how many went."""

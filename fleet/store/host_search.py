@@ -334,6 +334,16 @@ async def host_summary(conn: AsyncConnection, *, platform: str | None,
 DELETE_BATCH = 1000
 
 
+EVERY_HOST = TeamFilter(all_teams=True, global_objects=True)
+
+
+async def not_seen_since(conn: AsyncConnection, cutoff: dt.datetime) -> list[int]:
+    """Hosts last seen (or, never seen, enrolled) before `cutoff`: host expiry's."""
+    return [int(r.id) for r in await conn.execute(
+        sa.select(hosts.c.id).select_from(_FROM).where(SEEN_TIME < cutoff)
+        .order_by(hosts.c.id))]
+
+
 async def delete_hosts(conn: AsyncConnection, host_ids: Sequence[int], *,
                        teams: TeamFilter) -> list[int]:
     """Delete the hosts and the rows that hang off them; returns the ids that existed

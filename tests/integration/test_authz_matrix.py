@@ -132,6 +132,9 @@ PERMISSIONS: dict[tuple[str, str], Entry] = {
     ("GET", API + "/software/titles/{title_id:int}"): Entry(READERS),
     # named schedules (no ?name=: 404 for the allowed, nothing queued)
     ("POST", API + "/trigger"): Entry(ADMINS),
+    # app config (a PATCH that changes nothing: every allowed role may send it)
+    ("GET", API + "/config"): Entry(SIGNED_IN),
+    ("PATCH", API + "/config"): Entry(frozenset({ADMIN, GITOPS}), {}),
 }
 # Websockets authenticate in their own handshake and authorize in campaigns.load (tested in
 # test_campaigns and the e2e live-query tests), not through HTTP statuses.
