@@ -129,10 +129,11 @@ def merged(stored: Mapping[str, Any], patch: Any) -> dict[str, Any]:
         raise BadRequest("the body must be a JSON object")
     doc = full(stored)
     for key, values in patch.items():
-        name = ALIASES.get(key, key)
-        section = BY_NAME.get(name)
+        key = str(key)
+        section = BY_NAME.get(ALIASES.get(key) or key)
         if section is None:
             raise BadRequest(f"unsupported key provided: {key!r}", name=key)
+        name = section.name
         if values is None:
             continue  # as Fleet: a null section leaves it unchanged
         if not isinstance(values, dict):

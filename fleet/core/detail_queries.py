@@ -7,8 +7,8 @@ enrollment, so both paths agree. A query whose answer belongs in tables of its o
 users: many rows, not columns) has a `direct_ingest` instead, as Fleet's
 DirectIngestFunc: it writes through the narrow `HostTables` Protocol, inside the transaction
 of the whole write. Software lists (hundreds of rows a host, all hosts at once after an
-enrollment burst) have a `software_ingest` that only parses them: the service stores them
-after the request, batched with other hosts' (`service/software_writer.py`). Pure data and
+enrollment burst) are marked `software_list`: the service stores them after the request,
+batched with other hosts' (`service/software_writer.py`). Pure data and
 functions (no I/O here), which is why it lives in core/.
 """
 
@@ -60,7 +60,6 @@ class HostTables(Protocol):
 
 Ingest = Callable[[Rows, IngestContext], dict[str, Any]]
 DirectIngest = Callable[[HostTables, Rows, IngestContext], Awaitable[None]]
-SoftwareIngest = Callable[[Rows], Mapping[bytes, software.Installed]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +70,12 @@ class DetailQuery:
     platforms: frozenset[str] = frozenset()  # generic platforms; empty = all
     discovery: str = ""
     direct_ingest: DirectIngest | None = None  # into tables of its own
-    # A software list: parsed here, stored after the request in batches of hosts.
-    software_ingest: SoftwareIngest | None = None
+    # Its answer is a software list: stored after the request, in batches of hosts.
+    software_list: bool = False
     feature: str = ""  # the `features.*` flag that must be on for it to be asked; "": always
 
     def __post_init__(self) -> None:
-        if self.ingest is None and self.direct_ingest is None and self.software_ingest is None:
+        if self.ingest is None and self.direct_ingest is None and not self.software_list:
             raise ValueError(f"detail query {self.name} has no ingest")
 
     def runs_on(self, platform: str) -> bool:
@@ -241,7 +240,7 @@ LIMIT 1;
 
 def _software(name: str, sql: str, platform: str) -> DetailQuery:
     return DetailQuery(name, sql, platforms=frozenset({platform}),
-                       software_ingest=software.parse_rows, feature="enable_software_inventory")
+                       software_list=True, feature="enable_software_inventory")
 
 
 CATALOG: tuple[DetailQuery, ...] = (

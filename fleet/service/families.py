@@ -30,7 +30,6 @@ from fleet.broker.base import BrokerUnavailable
 from fleet.core import detail_queries
 from fleet.core.agent_values import INT64_MAX, clean_rows, short
 from fleet.core.detail_queries import DirectIngest, IngestContext, Rows
-from fleet.core.software import Installed
 from fleet.service import campaigns
 from fleet.service.context import ServiceContext
 from fleet.service.hostcache import CachedHost
@@ -67,8 +66,9 @@ class HostWrite:
     context: IngestContext
     columns: dict[str, Any] = field(default_factory=dict)
     direct: list[tuple[DirectIngest, Rows]] = field(default_factory=list)
-    # The host's software list, queued for the batch writer once the write is stored.
-    software: Mapping[bytes, Installed] | None = None
+    # The host's software list (its rows), queued for the batch writer once the write is
+    # stored.
+    software: Rows | None = None
     # Per query name, the values dropped while cleaning (one warning per write).
     dropped: dict[str, list[str]] = field(default_factory=dict)
 
@@ -184,8 +184,8 @@ class DetailFamily:
                 write.columns.update(detail.ingest(rows, write.context))
             if detail.direct_ingest is not None:
                 write.direct.append((detail.direct_ingest, rows))
-            if detail.software_ingest is not None:
-                write.software = detail.software_ingest(rows)
+            if detail.software_list:
+                write.software = rows
         # Answered, even if every query failed: not due again before the next interval.
         write.columns.update(detail_updated_at=write.now, refetch_requested=False)
 

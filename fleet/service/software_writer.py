@@ -9,33 +9,42 @@ in one transaction of a fixed number of statements (`store.software.sync_softwar
 quiet server writes each list within milliseconds; a burst makes batches larger, not
 requests slower.
 
-The queue is bounded: when `capacity` hosts wait, `submit` waits for room (the agent's
-request is held, nothing is dropped). A host that sends a new list while its previous one
-waits replaces it. A batch that cannot be stored after the retries is logged and its hosts'
-details are marked due, so they send their lists again at their next check-in; lists still
-queued when the process dies are asked again at the next detail interval.
+A list identical to the one this process last stored for the host (the hourly re-send of
+an unchanged inventory) is recognised by its digest and costs neither parsing nor SQL. A
+queued list keeps only the ids of software the process already knows (no names and
+versions), so thousands of queued hosts stay small. The queue is bounded: when `capacity`
+hosts wait, `submit` waits for room (the agent's request is held, nothing is dropped). A
+host that sends a new list while its previous one waits replaces it.
+
+A batch that cannot be stored after the retries is logged and its hosts' details are marked
+due, so they send their lists again at their next check-in; lists still queued when the
+process dies are asked again at the next detail interval.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from itertools import islice
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.core.software import Installed
+from fleet.core.bounded import BoundedDict
+from fleet.core.software import parse_rows
 from fleet.store import hosts as host_store
 from fleet.store import software as store
 from fleet.store.db import Database, utcnow
 
 log = logging.getLogger("fleet.software")
 
-Items = Mapping[bytes, Installed]
+Rows = Sequence[Mapping[str, str]]
 Forget = Callable[[Sequence[int]], Awaitable[None]]
 
+STORED_DIGESTS = 500_000  # hosts whose last stored list this process remembers
 ATTEMPTS = 5  # per batch, for lock conflicts with other instances' batches
 BACKOFF = 0.25  # seconds before the first retry, doubled each time (jittered)
 
@@ -49,9 +58,11 @@ class SoftwareWriter:
         self._db = db
         self._forget = forget
         self._ids = store.SoftwareIds()
+        # Per host, the digest of the list this process last stored (or found unchanged).
+        self._stored: BoundedDict[int, bytes] = BoundedDict(STORED_DIGESTS)
         self.capacity = capacity
         self.batch_hosts = batch_hosts
-        self._pending: dict[int, tuple[Items, dt.datetime]] = {}
+        self._pending: dict[int, tuple[store.HostList, bytes, dt.datetime]] = {}
         self._room = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -62,13 +73,18 @@ class SoftwareWriter:
     def __len__(self) -> int:
         return len(self._pending)
 
-    async def submit(self, host_id: int, items: Items) -> None:
-        """Queue `items` as the host's software (waiting while the queue is full)."""
+    async def submit(self, host_id: int, rows: Rows) -> None:
+        """Queue `rows` (a software detail query's answer) as the host's software, unless it
+        is the list last stored (waiting while the queue is full)."""
+        digest = hashlib.md5(orjson.dumps(rows), usedforsecurity=False).digest()
+        if host_id not in self._pending and self._stored.get(host_id) == digest:
+            return
         while len(self._pending) >= self.capacity and host_id not in self._pending:
             self._room.clear()
             await self._room.wait()
+        queued = store.HostList.of(parse_rows(rows), self._ids)
         self._pending.pop(host_id, None)  # a newer list goes to the back of the queue
-        self._pending[host_id] = (items, utcnow())
+        self._pending[host_id] = (queued, digest, utcnow())
         self._idle.clear()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name="software-writer")
@@ -101,10 +117,11 @@ class SoftwareWriter:
             if not self._pending:
                 self._idle.set()
 
-    async def _write(self, batch: Mapping[int, tuple[Items, dt.datetime]]) -> None:
-        lists = {h: items for h, (items, _) in batch.items()}
+    async def _write(self, batch: Mapping[int, tuple[store.HostList, bytes, dt.datetime]]
+                     ) -> None:
+        lists = {h: queued for h, (queued, _, _) in batch.items()}
         # The batch's time is its latest list's: no host's update time is before its list.
-        now = max(at for _, at in batch.values())
+        now = max(at for _, _, at in batch.values())
 
         async def work(conn: AsyncConnection) -> store.Synced:
             return await store.sync_software(conn, lists, now, self._ids)
@@ -112,8 +129,11 @@ class SoftwareWriter:
         try:
             synced = await self._db.transact(work, attempts=ATTEMPTS, backoff=BACKOFF)
             self._ids.add(synced.learned)
+            self._stored.put_many((h, digest) for h, (_, digest, _) in batch.items())
             self.written += len(lists)
         except Exception as exc:  # the writer must outlive any one batch
+            for h in lists:
+                self._stored.pop(h)
             self.failed += len(lists)
             log.error("storing the software of %d hosts failed (%s); they will be asked "
                       "again", len(lists), exc)

@@ -12,7 +12,7 @@ multi-row INSERT). An unchanged list writes nothing.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
+from fleet.core.bounded import BoundedDict
 from fleet.core.software import (
     IDENTITY,
     TITLE_IDENTITY,
@@ -108,8 +109,7 @@ class SoftwareIds:
     this memo on every instance). Bounded: past `capacity` the oldest entries go."""
 
     def __init__(self, capacity: int = 200_000) -> None:
-        self._capacity = capacity
-        self._ids: dict[bytes, int] = {}
+        self._ids: BoundedDict[bytes, int] = BoundedDict(capacity)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -118,9 +118,9 @@ class SoftwareIds:
         """The ids known here, and the checksums that are not."""
         known: dict[bytes, int] = {}
         unknown: list[bytes] = []
-        ids = self._ids
+        get = self._ids.get
         for c in checksums:
-            sid = ids.get(c)
+            sid = get(c)
             if sid is None:
                 unknown.append(c)
             else:
@@ -128,12 +128,44 @@ class SoftwareIds:
         return known, unknown
 
     def add(self, found: Mapping[bytes, int]) -> None:
-        self._ids.update(found)
-        extra = len(self._ids) - self._capacity
-        if extra > 0:
-            # Dicts keep insertion order: drop the oldest tenth (at least the excess).
-            for key in list(itertools.islice(self._ids, max(extra, self._capacity // 10))):
-                del self._ids[key]
+        self._ids.put_many(found)
+
+
+@dataclass(frozen=True, slots=True)
+class HostList:
+    """A host's software list as the writer queues it: what this process already knows by
+    its shared row's id, with only the last-opened times and paths it has (no names or
+    versions: thousands of queued lists must not hold every row's strings), and the rest
+    as parsed."""
+
+    ids: array[int]
+    opened: dict[int, dt.datetime]
+    paths: dict[int, frozenset[str]]
+    new: dict[bytes, Installed]
+
+    @classmethod
+    def of(cls, items: Mapping[bytes, Installed], known: SoftwareIds) -> HostList:
+        ids, unknown = known.split(items)
+        opened: dict[int, dt.datetime] = {}
+        paths: dict[int, frozenset[str]] = {}
+        for c, sid in ids.items():
+            item = items[c]
+            if item.last_opened_at is not None:
+                opened[sid] = item.last_opened_at
+            if item.installed_paths:
+                paths[sid] = item.installed_paths
+        return cls(array("q", ids.values()), opened, paths, {c: items[c] for c in unknown})
+
+    def wanted(self, ids: Mapping[bytes, int]) -> dict[int, tuple[dt.datetime | None,
+                                                                  frozenset[str]]]:
+        """Software id: (last opened, paths), with `ids` for the software queued as new."""
+        out = {sid: (self.opened.get(sid), self.paths.get(sid, _NO_PATHS)) for sid in self.ids}
+        for c, item in self.new.items():
+            out[ids[c]] = (item.last_opened_at, item.installed_paths)
+        return out
+
+
+_NO_PATHS: frozenset[str] = frozenset()
 
 
 async def _resolve_ids(conn: AsyncConnection, items: Mapping[bytes, Installed],
@@ -168,20 +200,23 @@ class _Changes:
     paths_dropped: list[int] = field(default_factory=list)
     hosts: set[int] = field(default_factory=set)  # hosts with any change
 
-    def diff(self, host_id: int, wanted: Mapping[int, Installed],
+    def diff(self, host_id: int,
+             wanted: Mapping[int, tuple[dt.datetime | None, frozenset[str]]],
              have: Mapping[int, dt.datetime | None],
              have_paths: Mapping[tuple[int, str], int]) -> None:
+        """Add what makes `have` (+ `have_paths`) the host's `wanted` software (id: last
+        opened, paths)."""
         before = self._size()
         # New links are a plain INSERT: MySQL's INSERT ... ON DUPLICATE KEY UPDATE takes
         # exclusive next-key locks that make concurrent writers wait on each other's gaps.
-        for sid, item in wanted.items():
+        for sid, (opened, _) in wanted.items():
             if sid not in have:
-                self.links.append((host_id, sid, item.last_opened_at))
-            elif have[sid] != item.last_opened_at:
+                self.links.append((host_id, sid, opened))
+            elif have[sid] != opened:
                 self.opened.append({"host_id": host_id, "software_id": sid,
-                                    "last_opened_at": item.last_opened_at})
+                                    "last_opened_at": opened})
         self.gone.extend((host_id, sid) for sid in have if sid not in wanted)
-        want_paths = {(sid, p) for sid, item in wanted.items() for p in item.installed_paths}
+        want_paths = {(sid, p) for sid, (_, found) in wanted.items() for p in found}
         self.paths_added.extend((host_id, sid, p) for sid, p in want_paths
                                 if (sid, p) not in have_paths)
         # Paths of removed software go with their link (the outer join listed them too).
@@ -236,22 +271,22 @@ class Synced:
     learned: dict[bytes, int]
 
 
-async def sync_software(conn: AsyncConnection, lists: Mapping[int, Mapping[bytes, Installed]],
+async def sync_software(conn: AsyncConnection, lists: Mapping[int, HostList],
                         now: dt.datetime, known: SoftwareIds) -> Synced:
     """Make each host's list (by host id) its software, writing only the difference, in a
     fixed number of statements for the whole batch. Hosts deleted meanwhile are skipped.
     Unchanged lists of known software cost one read and no write."""
     stored = await _stored(conn, list(lists))
-    merged: dict[bytes, Installed] = {}
-    for items in lists.values():
-        merged.update(items)
-    ids, learned = await _resolve_ids(conn, merged, known)
+    new: dict[bytes, Installed] = {}
+    for queued in lists.values():
+        new.update(queued.new)
+    ids, learned = await _resolve_ids(conn, new, known)
 
     def diff(host_ids: Iterable[int]) -> _Changes:
         changes = _Changes()
         for h in host_ids:
             have, have_paths = stored[h]
-            changes.diff(h, {ids[c]: item for c, item in lists[h].items()}, have, have_paths)
+            changes.diff(h, lists[h].wanted(ids), have, have_paths)
         return changes
 
     changes = diff(lists)

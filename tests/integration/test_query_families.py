@@ -125,7 +125,7 @@ async def test_a_store_outside_the_host_tables_is_refused(ctx: ServiceContext) -
     async with ctx.db.begin() as conn:
         for table in ("hosts", "users", "no_such_table"):
             with pytest.raises(ValueError, match="not a table of host rows"):
-                await StoreHostTables(conn, 1, ctx.software_ids).replace_rows(table, [])
+                await StoreHostTables(conn, 1).replace_rows(table, [])
 
 
 def test_prefixes_must_not_overlap() -> None:

@@ -31,7 +31,7 @@ from fleet.core.authz import (
 from fleet.core.errors import NotFound, PermissionDenied
 
 A = Action
-READ = {A.READ_HOSTS, A.READ_QUERIES, A.RUN_SAVED_QUERIES, A.READ_LABELS}
+READ = {A.READ_HOSTS, A.READ_QUERIES, A.RUN_SAVED_QUERIES, A.READ_LABELS, A.READ_APP_CONFIG}
 # Fleet's matrix (fleet-surface.md §1.2) on global objects; RUN_SAVED_QUERIES for observers
 # only on queries marked observer_can_run.
 GLOBAL_MATRIX = {
@@ -40,7 +40,8 @@ GLOBAL_MATRIX = {
     Role.MAINTAINER: READ | {A.RUN_NEW_QUERIES, A.WRITE_HOSTS, A.WRITE_QUERIES,
                              A.READ_SECRETS, A.WRITE_SECRETS, A.WRITE_LABELS},
     Role.ADMIN: set(Action) - {A.WATCH_CAMPAIGN},
-    Role.GITOPS: {A.WRITE_QUERIES, A.READ_SECRETS, A.WRITE_SECRETS, A.WRITE_LABELS},
+    Role.GITOPS: {A.WRITE_QUERIES, A.READ_SECRETS, A.WRITE_SECRETS, A.WRITE_LABELS,
+                  A.READ_APP_CONFIG, A.WRITE_APP_CONFIG},
 }
 RUNNABLE_BY_OBSERVERS = Subject(observer_can_run=True)
 

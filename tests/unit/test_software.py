@@ -23,7 +23,7 @@ def test_software_queries_per_platform_behind_the_feature_flag() -> None:
         [query] = [q for n, q in detail_queries.queries_for_platform(platform).items()
                    if n.startswith("software_")]
         assert query.name == name and query.feature == "enable_software_inventory"
-        assert query.direct_ingest is not None
+        assert query.software_list
     assert "WHERE status LIKE '% ok installed'" in LINUX_SQL
     for sql, sources in ((LINUX_SQL, "deb_packages portage_packages rpm_packages npm_packages "
                           "chrome_extensions firefox_addons python_packages"),
