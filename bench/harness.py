@@ -90,6 +90,19 @@ class Backend:
     def label(self) -> str:
         return "MySQL + Redis" if self.name == "mysql" else "embedded (SQLite)"
 
+    def count(self, sql: str) -> int:
+        """The integer a `SELECT COUNT(...)` of the server's database answers."""
+        if self.name == "mysql":
+            host, _, port = MYSQL_ADDRESS.rpartition(":")
+            out = subprocess.run(["mysql", "-h", host, "-P", port, "-u", MYSQL_USER, "-N",
+                                  "-e", sql, self.database], check=True, capture_output=True,
+                                 text=True).stdout
+            return int(out.split()[0])
+        import sqlite3
+
+        with sqlite3.connect(f"file:{self.workdir / 'fleet.db'}?mode=ro", uri=True) as conn:
+            return int(conn.execute(sql).fetchone()[0])
+
     def drop(self) -> None:
         if self.name == "mysql":
             self._mysql(f"DROP DATABASE IF EXISTS {self.database}")
