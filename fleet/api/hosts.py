@@ -234,6 +234,10 @@ def label_json(label: Label) -> dict[str, Any]:
 def _detail(detail: host_admin.HostDetail) -> Response:
     host = host_json(detail.host, detail.now)
     host["labels"] = [label_json(label) for label in detail.labels]
+    host["users"] = [{"uid": u.uid, "username": u.username, "type": u.type,
+                      "groupname": u.groupname, "shell": u.shell} for u in detail.users]
+    # What Fleet's clients read even where this server has nothing yet.
+    host.update(batteries=[], pack_stats=[], policies=[])
     if detail.software is not None:
         host["software"] = [host_software_json(s) for s in detail.software]
     return json_response({"host": host})

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fleet.core import software
+from fleet.core import host_users, software
 from fleet.core.agent_values import clean_row
 
 Rows = Sequence[Mapping[str, str]]
@@ -52,6 +52,9 @@ class HostTables(Protocol):
 
     async def replace_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Make `rows` (without `host_id`) the host's rows of `table`."""
+
+    async def sync_users(self, users: Sequence[host_users.HostUser]) -> None:
+        """Make `users` the host's users (no write when they are what is stored)."""
 
     async def record_label_results(self, results: Mapping[int, bool]) -> None:
         """The host's answers to dynamic labels, by label id: True adds the membership,
@@ -237,6 +240,9 @@ ORDER BY r.metric ASC, inet_aton(ia.address) IS NOT NULL DESC
 LIMIT 1;
 """.strip()
 
+async def ingest_users(tables: HostTables, rows: Rows, _ctx: IngestContext) -> None:
+    await tables.sync_users(host_users.parse_users(rows))
+
 
 def _software(name: str, sql: str, platform: str) -> DetailQuery:
     return DetailQuery(name, sql, platforms=frozenset({platform}),
@@ -272,6 +278,9 @@ CATALOG: tuple[DetailQuery, ...] = (
         "gigs_disk_space_available, ROUND(sum(size) * 10e-10) AS gigs_total_disk_space "
         "FROM logical_drives WHERE file_system = 'NTFS' LIMIT 1",
         ingest_disk_space, platforms=frozenset({"windows"})),
+    DetailQuery("users", host_users.HUMAN_USERS_SQL, platforms=frozenset({"linux", "darwin",
+                                                                          "windows"}),
+                direct_ingest=ingest_users, feature="enable_host_users"),
     _software("software_linux", software.LINUX_SQL, "linux"),
     _software("software_macos", software.MACOS_SQL, "darwin"),
     _software("software_windows", software.WINDOWS_SQL, "windows"),

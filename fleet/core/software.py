@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from fleet.core.host_users import HUMAN_USERS_SQL
+
 # Widths of the identifying columns (schema.py builds the `software` table from these).
 WIDTHS: dict[str, int] = {
     "name": 255, "version": 255, "source": 64, "browser": 32, "bundle_identifier": 255,
@@ -26,14 +28,7 @@ TITLE_IDENTITY = ("name", "source", "browser", "bundle_identifier")
 PATH_WIDTH = 1024
 
 # Fleet's users CTE: generate `users` once for all the per-user tables of a UNION.
-_CACHED_USERS = (
-    "WITH cached_users AS (WITH cached_groups AS (select * from groups) "
-    "SELECT uid, uuid, username, type, groupname, shell FROM users "
-    "LEFT JOIN cached_groups USING (gid) WHERE type <> 'special' "
-    "AND shell NOT LIKE '%/false' AND shell NOT LIKE '%/nologin' "
-    "AND shell NOT LIKE '%/shutdown' AND shell NOT LIKE '%/halt' "
-    "AND username NOT LIKE '%$' AND username NOT LIKE '\\_%' ESCAPE '\\' "
-    "AND NOT (username = 'sync' AND shell ='/bin/sync' AND directory <> ''))\n")
+_CACHED_USERS = f"WITH cached_users AS ({HUMAN_USERS_SQL})\n"
 
 
 def _union(selects: Iterable[str]) -> str:

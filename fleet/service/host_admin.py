@@ -11,11 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fleet.core.authz import Action, Viewer, authorize, authorize_any
 from fleet.core.errors import BadRequest, NotFound
+from fleet.core.host_users import HostUser
 from fleet.core.hosts import Host, HostFilter, HostSummary, HostValues
 from fleet.core.labels import Label
 from fleet.core.software import HostSoftware
 from fleet.service.context import ServiceContext
 from fleet.store import host_search as store
+from fleet.store import host_users as host_user_store
 from fleet.store import hosts as host_store
 from fleet.store import labels as label_store
 from fleet.store import software as software_store
@@ -29,6 +31,7 @@ class HostDetail:
     labels: Sequence[Label]
     now: dt.datetime  # the instant the host was read; serialize its status against it
     software: Sequence[HostSoftware] | None = None  # None: excluded
+    users: Sequence[HostUser] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +97,8 @@ async def _detail(conn: AsyncConnection, viewer: Viewer, host: Host | None,
         raise NotFound.of(missing)
     authorize(viewer, Action.READ_HOSTS, host)
     found = None if exclude_software else await software_store.host_software_list(conn, host.id)
-    return HostDetail(host, await label_store.host_labels(conn, host.id), utcnow(), software=found)
+    return HostDetail(host, await label_store.host_labels(conn, host.id), utcnow(), software=found,
+                      users=await host_user_store.host_user_list(conn, host.id))
 
 
 async def get_host(ctx: ServiceContext, viewer: Viewer, host_id: int, *,

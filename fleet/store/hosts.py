@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fleet.core.host_users import HostUser
+from fleet.store import host_users as host_user_store
 from fleet.store import labels as label_store
 from fleet.store.db import Database, insert_ignore, upsert, utcnow
 from fleet.store.schema import host_seen_times, hosts, label_membership, labels, max_int, metadata
@@ -161,6 +163,9 @@ class HostTables:
         if rows:
             await self._conn.execute(child.insert(),
                                      [{**row, "host_id": self._host_id} for row in rows])
+
+    async def sync_users(self, users: Sequence[HostUser]) -> None:
+        await host_user_store.sync_host_users(self._conn, self._host_id, users)
 
     async def record_label_results(self, results: Mapping[int, bool]) -> None:
         await label_store.remove_host_from_labels(

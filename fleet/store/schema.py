@@ -295,7 +295,17 @@ software_titles_host_counts = sa.Table(
              "software_title_id"),
 )
 
+host_users = sa.Table(
+    "host_users", metadata,
+    sa.Column("host_id", ID, primary_key=True, autoincrement=False),
+    sa.Column("uid", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("username", _str(), primary_key=True),
+    sa.Column("user_type", _str(), nullable=False),
+    sa.Column("groupname", _str(), nullable=False),
+    sa.Column("shell", _str(), nullable=False),
+)
+
 # Every table with a `host_id` column: deleting a host deletes its rows in each (a test
 # checks that none is missing, so a new per-host table cannot leave orphans behind).
 HOST_CHILD_TABLES: tuple[sa.Table, ...] = (host_seen_times, label_membership, host_software,
-                                           host_software_installed_paths)
+                                           host_software_installed_paths, host_users)

@@ -12,8 +12,9 @@ multi-row INSERT). An unchanged list writes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,37 +136,37 @@ class SoftwareIds:
 class HostList:
     """A host's software list as the writer queues it: what this process already knows by
     its shared row's id, with only the last-opened times and paths it has (no names or
-    versions: thousands of queued lists must not hold every row's strings), and the rest
-    as parsed."""
+    versions, and each path text shared by every queued host that has it: thousands of
+    queued lists must not hold every row's strings), and the rest as parsed."""
 
     ids: array[int]
     opened: dict[int, dt.datetime]
-    paths: dict[int, frozenset[str]]
+    paths: dict[int, tuple[str, ...]]
     new: dict[bytes, Installed]
 
     @classmethod
     def of(cls, items: Mapping[bytes, Installed], known: SoftwareIds) -> HostList:
         ids, unknown = known.split(items)
         opened: dict[int, dt.datetime] = {}
-        paths: dict[int, frozenset[str]] = {}
+        paths: dict[int, tuple[str, ...]] = {}
         for c, sid in ids.items():
             item = items[c]
             if item.last_opened_at is not None:
                 opened[sid] = item.last_opened_at
             if item.installed_paths:
-                paths[sid] = item.installed_paths
+                paths[sid] = tuple(sys.intern(p) for p in item.installed_paths)
         return cls(array("q", ids.values()), opened, paths, {c: items[c] for c in unknown})
 
     def wanted(self, ids: Mapping[bytes, int]) -> dict[int, tuple[dt.datetime | None,
-                                                                  frozenset[str]]]:
+                                                                  Collection[str]]]:
         """Software id: (last opened, paths), with `ids` for the software queued as new."""
-        out = {sid: (self.opened.get(sid), self.paths.get(sid, _NO_PATHS)) for sid in self.ids}
+        out: dict[int, tuple[dt.datetime | None, Collection[str]]] = {
+            sid: (self.opened.get(sid), self.paths.get(sid, ())) for sid in self.ids}
         for c, item in self.new.items():
             out[ids[c]] = (item.last_opened_at, item.installed_paths)
         return out
 
 
-_NO_PATHS: frozenset[str] = frozenset()
 
 
 async def _resolve_ids(conn: AsyncConnection, items: Mapping[bytes, Installed],
@@ -201,7 +202,7 @@ class _Changes:
     hosts: set[int] = field(default_factory=set)  # hosts with any change
 
     def diff(self, host_id: int,
-             wanted: Mapping[int, tuple[dt.datetime | None, frozenset[str]]],
+             wanted: Mapping[int, tuple[dt.datetime | None, Collection[str]]],
              have: Mapping[int, dt.datetime | None],
              have_paths: Mapping[tuple[int, str], int]) -> None:
         """Add what makes `have` (+ `have_paths`) the host's `wanted` software (id: last

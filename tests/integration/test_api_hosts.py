@@ -76,7 +76,7 @@ async def test_host_json_has_fleet_fields(admin_api: Api) -> None:
         assert field in host, field
 
 
-# Fleet's documented Host object (GET /hosts, /hosts/{id}; `labels` on single hosts only).
+# Fleet's documented Host object (GET /hosts, /hosts/{id}; DETAIL_FIELDS on single hosts only).
 DOCUMENTED_HOST_FIELDS = {
     "id", "team_id", "team_name", "created_at", "updated_at", "detail_updated_at",
     "label_updated_at", "policy_updated_at", "last_enrolled_at", "seen_time",
@@ -91,6 +91,9 @@ DOCUMENTED_HOST_FIELDS = {
     "scripts_enabled"}
 
 
+DETAIL_FIELDS = {"labels", "software", "users", "batteries", "pack_stats", "policies"}
+
+
 async def test_host_json_is_the_documented_field_set(admin_api: Api) -> None:
     """The API chooses the Host object's fields, not the table: its internal columns
     (node_key, osquery_host_id, and any added later) never appear."""
@@ -98,8 +101,8 @@ async def test_host_json_is_the_documented_field_set(admin_api: Api) -> None:
     [listed] = (await admin_api.request("GET", "/hosts")).json()["hosts"]
     single = (await admin_api.request("GET", f"/hosts/{host_id}")).json()["host"]
     assert set(listed) == DOCUMENTED_HOST_FIELDS
-    assert set(single) == DOCUMENTED_HOST_FIELDS | {"labels", "software"}
-    assert {k: v for k, v in single.items() if k not in ("labels", "software")} == listed
+    assert set(single) == DOCUMENTED_HOST_FIELDS | DETAIL_FIELDS
+    assert {k: v for k, v in single.items() if k not in DETAIL_FIELDS} == listed
     assert set(hosts.c.keys()) - DOCUMENTED_HOST_FIELDS == {"node_key", "osquery_host_id"}
 
 
