@@ -82,7 +82,7 @@ def software_backlog(backend: Backend, hosts: int) -> float:
 
 
 def run_step(server: Server, backend: Backend, hosts: int, keys: Path, workdir: Path, *,
-             measure: float, new_hosts: int) -> dict[str, Any]:
+             measure: float, new_hosts: int, software: bool) -> dict[str, Any]:
     """Run `hosts` simulated agents; measure the server over the steady window."""
     # Hosts start in index order across the start period, the new ones last, so new hosts
     # arrive at hosts / start_period per second.
@@ -102,7 +102,7 @@ def run_step(server: Server, backend: Backend, hosts: int, keys: Path, workdir: 
         started = time.monotonic()
         proc = subprocess.Popen(argv, stdout=err, stderr=subprocess.STDOUT)
         time.sleep(start_period)
-        backlog = software_backlog(backend, hosts)
+        backlog = software_backlog(backend, hosts) if software else 0.0
         time.sleep(SETTLE_SECONDS)
         warmup = time.monotonic() - started
         cpu_a, t_a = cpu_seconds(server.pid), time.monotonic()
@@ -176,8 +176,9 @@ def node_key(keys: Path) -> str:
     raise RuntimeError("no enrolled host to authenticate the ceiling run")
 
 
-def schedule_queries(server: Server) -> None:
-    """First-run setup, then the global scheduled queries every host will run."""
+def schedule_queries(server: Server, software: bool) -> None:
+    """First-run setup, then the global scheduled queries every host will run (and, without
+    `software`, the software inventory turned off)."""
     with httpx.Client(base_url=f"https://localhost:{server.port}", verify=server.cafile) as api:
         r = api.post("/api/v1/setup", json={
             "admin": {"admin": True, "email": "bench@example.com", "name": "Bench",
@@ -189,13 +190,16 @@ def schedule_queries(server: Server) -> None:
             api.post("/api/latest/fleet/queries", headers=headers, json={
                 "name": name, "query": sql, "interval": interval, "logging": logging,
                 "automations_enabled": True}).raise_for_status()
+        if not software:
+            api.patch("/api/latest/fleet/config", headers=headers, json={
+                "features": {"enable_software_inventory": False}}).raise_for_status()
 
 
 def bench_backend(name: str, steps: list[int], workdir: Path, cert: Path, key: Path,
-                  measure: float, ceiling_seconds: float) -> dict[str, Any]:
+                  measure: float, ceiling_seconds: float, software: bool) -> dict[str, Any]:
     backend = Backend(name, workdir)
     server = fleet_server(backend, workdir, free_port(), cert, key).start()
-    schedule_queries(server)
+    schedule_queries(server, software)
     keys = workdir / f"node-keys-{name}.txt"
     rows: list[dict[str, Any]] = []
     capacity = 0
@@ -203,7 +207,7 @@ def bench_backend(name: str, steps: list[int], workdir: Path, cert: Path, key: P
         previous = 0
         for hosts in steps:
             step = run_step(server, backend, hosts, keys, workdir, measure=measure,
-                            new_hosts=hosts - previous)
+                            new_hosts=hosts - previous, software=software)
             ok, why = passes(step)
             step["pass"], step["verdict"] = ok, why
             rows.append(step)
@@ -308,6 +312,9 @@ def main() -> int:
     parser.add_argument("--ceiling_seconds", type=float, default=15.0)
     parser.add_argument("--output", default="capacity",
                         help="base name of the result files in bench/results/")
+    parser.add_argument("--no_software_inventory", action="store_true",
+                        help="turn features.enable_software_inventory off first (the agent "
+                             "path without software lists)")
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
     report: dict[str, Any] = {"machine": machine(),
@@ -321,8 +328,9 @@ def main() -> int:
         report["bare_asgi_ceiling"] = bare_ceiling(workdir, cert, key, args.ceiling_seconds)
         print(f"  bare ASGI ceiling: {report['bare_asgi_ceiling']['rate']:.0f} req/s",
               flush=True)
+        report["software_inventory"] = not args.no_software_inventory
         report["rows"] = [bench_backend(name, steps, workdir, cert, key, args.measure,
-                                        args.ceiling_seconds)
+                                        args.ceiling_seconds, not args.no_software_inventory)
                           for name in args.backends.split(",")]
     write_reports(report, args.output)
     print((RESULTS / f"{args.output}.md").read_text())
