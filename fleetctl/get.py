@@ -4,6 +4,7 @@ secrets."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from fleetctl.client import APIError, FleetClient
@@ -155,18 +156,20 @@ def get_labels(args: argparse.Namespace) -> int:
     return 0
 
 
-def get_config(args: argparse.Namespace) -> int:
-    """The app config as a `kind: config` spec (`apply -f` takes it back)."""
+def _get_spec(args: argparse.Namespace, kind: str,
+              fetch: Callable[[FleetClient], Any]) -> int:
+    """Print one spec document the server gives (`get config`, `get enroll_secret`)."""
     _check_format(args)
     with _client(args) as client:
-        spec = client.get_app_config()
-    print_spec("config", spec, as_json=args.json)
+        spec = fetch(client)
+    print_spec(kind, spec, as_json=args.json)
     return 0
+
+
+def get_config(args: argparse.Namespace) -> int:
+    """The app config as a `kind: config` spec (`apply -f` takes it back)."""
+    return _get_spec(args, "config", FleetClient.get_app_config)
 
 
 def get_enroll_secret(args: argparse.Namespace) -> int:
-    _check_format(args)
-    with _client(args) as client:
-        spec = client.get_enroll_secret_spec()
-    print_spec("enroll_secret", spec, as_json=args.json)
-    return 0
+    return _get_spec(args, "enroll_secret", FleetClient.get_enroll_secret_spec)

@@ -118,15 +118,23 @@ async def find_host(ctx: ServiceContext, viewer: Viewer, identifier: str, *,
                              f"Host with identifier={identifier}", exclude_software)
 
 
+async def host_for(conn: AsyncConnection, viewer: Viewer, host_id: int,
+                   action: Action) -> Host:
+    """The host, if `viewer` may do `action` on it (404 if absent, 403 if of another team);
+    the caller has checked `authorize_any(viewer, action)` first."""
+    host = await store.get_host(conn, host_id)
+    if host is None:
+        raise NotFound.of(f"Host with id={host_id}")
+    authorize(viewer, action, host)
+    return host
+
+
 async def refetch_host(ctx: ServiceContext, viewer: Viewer, host_id: int) -> None:
     """Have the host send every detail and label answer at its next check-in. Reading the
     host is enough (as Fleet: observers may refetch)."""
     authorize_any(viewer, Action.READ_HOSTS)
     async with ctx.db.begin() as conn:
-        host = await store.get_host(conn, host_id)
-        if host is None:
-            raise NotFound.of(f"Host with id={host_id}")
-        authorize(viewer, Action.READ_HOSTS, host)
+        await host_for(conn, viewer, host_id, Action.READ_HOSTS)
         await host_store.request_refetch(conn, [host_id])
     await ctx.host_changed(host_id)
 

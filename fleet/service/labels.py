@@ -29,7 +29,7 @@ from fleet.core.errors import NotFound, ValidationFailed
 from fleet.core.hosts import HostFilter
 from fleet.core.labels import BUILTIN, DYNAMIC, MANUAL, PLATFORMS, REGULAR, Label
 from fleet.service.context import ServiceContext
-from fleet.service.host_admin import HostList
+from fleet.service.host_admin import HostList, host_for
 from fleet.store import host_search
 from fleet.store import labels as store
 from fleet.store.db import utcnow
@@ -251,10 +251,7 @@ async def change_host_labels(ctx: ServiceContext, viewer: Viewer, host_id: int,
     authorize(viewer, Action.WRITE_LABELS, GLOBAL)
     authorize_any(viewer, Action.WRITE_HOSTS)
     async with ctx.db.begin() as conn:
-        host = await host_search.get_host(conn, host_id)
-        if host is None:
-            raise NotFound.of(f"Host with id={host_id}")
-        authorize(viewer, Action.WRITE_HOSTS, host)
+        await host_for(conn, viewer, host_id, Action.WRITE_HOSTS)
         label_ids = await _manual_label_ids(conn, names)
         if add:
             await store.add_host_to_labels(conn, host_id, label_ids, utcnow())
