@@ -17,9 +17,6 @@ class BoundedDict(Generic[K, V]):
         self.capacity = capacity
         self._items: dict[K, V] = {}
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     def get(self, key: K) -> V | None:
         return self._items.get(key)
 

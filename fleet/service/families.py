@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from fleet.broker.base import BrokerUnavailable
 from fleet.core import detail_queries
@@ -36,6 +36,8 @@ from fleet.service.hostcache import CachedHost
 from fleet.store.db import is_outage
 
 log = logging.getLogger("fleet.families")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,20 @@ def refresh_due(ctx: ServiceContext, host: CachedHost, updated_at: float, interv
     return updated_at < now - (interval + jitter)
 
 
+async def loaded_or_none(load: Awaitable[T], host: CachedHost, what: str) -> T | None:
+    """A cached value a family asks with (`what`), or None when it was never loaded and the
+    database is away: the family asks nothing this check-in (its answers could not be
+    stored either) while vitals and live queries still flow. Debug only: every check-in
+    would repeat it, and the agent endpoints report the outage once."""
+    try:
+        return await load
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        log.debug("%s unavailable for host %s: %s", what, host.id, exc)
+        return None
+
+
 class DetailFamily:
     """Host vitals (`core/detail_queries.py`), due every `osquery.detail_update_interval`
     (plus a per-host jitter) or when a refetch was requested."""
@@ -146,15 +162,10 @@ class DetailFamily:
         """The platform's detail queries, as `features` says: a query whose flag is off
         (`enable_software_inventory`, ...) is not asked; `detail_query_overrides` replaces
         a query's SQL, or with null or "" drops it."""
-        try:
-            features = (await ctx.settings.get(ctx.db)).features
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            # Never loaded and the database is away: the answers could not be stored
-            # either, so details wait for a later check-in.
-            log.debug("settings unavailable for host %s: %s", host.id, exc)
+        settings = await loaded_or_none(ctx.settings.get(ctx.db), host, "settings")
+        if settings is None:
             return {}
+        features = settings.features
         overrides = features.detail_query_overrides
         out: dict[str, Query] = {}
         for name, q in detail_queries.queries_for_platform(host.platform).items():

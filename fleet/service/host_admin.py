@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fleet.core.authz import Action, Viewer, authorize, authorize_any
+from fleet.core.authz import EVERYTHING, Action, Viewer, authorize, authorize_any
 from fleet.core.errors import BadRequest, NotFound
 from fleet.core.host_users import HostUser
 from fleet.core.hosts import Host, HostFilter, HostSummary, HostValues
@@ -157,7 +157,7 @@ async def expire_hosts(ctx: ServiceContext) -> int:
     cutoff = utcnow() - dt.timedelta(days=expiry.window_days)
     async with ctx.db.begin() as conn:
         deleted = await store.delete_hosts(conn, await store.not_seen_since(conn, cutoff),
-                                           teams=store.EVERY_HOST)
+                                           teams=EVERYTHING)
     await ctx.hosts_changed(deleted)
     return len(deleted)
 

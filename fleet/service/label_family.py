@@ -18,9 +18,15 @@ from fleet.core.agent_values import short
 from fleet.core.detail_queries import HostTables, IngestContext, Rows
 from fleet.core.labels import PREFIX, membership_result
 from fleet.service.context import ServiceContext
-from fleet.service.families import Answer, HostWrite, Query, campaign_id, refresh_due
+from fleet.service.families import (
+    Answer,
+    HostWrite,
+    Query,
+    campaign_id,
+    loaded_or_none,
+    refresh_due,
+)
 from fleet.service.hostcache import CachedHost
-from fleet.store.db import is_outage
 
 log = logging.getLogger("fleet.families")
 
@@ -33,15 +39,8 @@ class LabelFamily:
                            ctx.cfg.osquery.label_update_interval, now)
 
     async def queries(self, ctx: ServiceContext, host: CachedHost) -> Mapping[str, Query]:
-        try:
-            labels = await ctx.label_queries.queries(ctx.db)
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            # Never loaded and the database is away: labels wait for the next check-in,
-            # vitals and live queries must still flow. Debug only: every check-in would
-            # repeat it, and the outage is already reported once by the agent endpoints.
-            log.debug("label queries unavailable for host %s: %s", host.id, exc)
+        labels = await loaded_or_none(ctx.label_queries.queries(ctx.db), host, "label queries")
+        if labels is None:
             return {}
         return {str(label.id): Query(label.query) for label in labels
                 if label.runs_on(host.platform)}

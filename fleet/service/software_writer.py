@@ -67,11 +67,7 @@ class SoftwareWriter:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
-        self.written = 0  # lists stored since start (for tests and benchmarks)
         self.failed = 0  # lists given up on
-
-    def __len__(self) -> int:
-        return len(self._pending)
 
     async def submit(self, host_id: int, rows: Rows) -> None:
         """Queue `rows` (a software detail query's answer) as the host's software, unless it
@@ -123,14 +119,12 @@ class SoftwareWriter:
         # The batch's time is its latest list's: no host's update time is before its list.
         now = max(at for _, _, at in batch.values())
 
-        async def work(conn: AsyncConnection) -> store.Synced:
+        async def work(conn: AsyncConnection) -> dict[bytes, int]:
             return await store.sync_software(conn, lists, now, self._ids)
 
         try:
-            synced = await self._db.transact(work, attempts=ATTEMPTS, backoff=BACKOFF)
-            self._ids.add(synced.learned)
+            self._ids.add(await self._db.transact(work, attempts=ATTEMPTS, backoff=BACKOFF))
             self._stored.put_many((h, digest) for h, (_, digest, _) in batch.items())
-            self.written += len(lists)
         except Exception as exc:  # the writer must outlive any one batch
             for h in lists:
                 self._stored.pop(h)

@@ -175,8 +175,7 @@ async def bulk_insert(conn: AsyncConnection, table: sa.Table, columns: Sequence[
     processors = [(i, proc) for i, name in enumerate(columns)
                   if (proc := table.c[name].type.dialect_impl(dialect)
                       .bind_processor(dialect)) is not None]
-    params = [_processed(row, processors) for row in rows] if processors \
-        else [tuple(row) for row in rows]
+    params = [_processed(row, processors) for row in rows] if processors else list(rows)
     await conn.exec_driver_sql(_bulk_insert_sql(dialect.name, table, tuple(columns)), params)
 
 

@@ -334,9 +334,6 @@ async def host_summary(conn: AsyncConnection, *, platform: str | None,
 DELETE_BATCH = 1000
 
 
-EVERY_HOST = TeamFilter(all_teams=True, global_objects=True)
-
-
 async def not_seen_since(conn: AsyncConnection, cutoff: dt.datetime) -> list[int]:
     """Hosts last seen (or, never seen, enrolled) before `cutoff`: host expiry's."""
     return [int(r.id) for r in await conn.execute(

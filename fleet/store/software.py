@@ -112,9 +112,6 @@ class SoftwareIds:
     def __init__(self, capacity: int = 200_000) -> None:
         self._ids: BoundedDict[bytes, int] = BoundedDict(capacity)
 
-    def __len__(self) -> int:
-        return len(self._ids)
-
     def split(self, checksums: Iterable[bytes]) -> tuple[dict[bytes, int], list[bytes]]:
         """The ids known here, and the checksums that are not."""
         known: dict[bytes, int] = {}
@@ -261,22 +258,16 @@ async def _existing_hosts(conn: AsyncConnection, host_ids: Sequence[int]) -> lis
     return sorted(int(r.id) for r in await conn.execute(stmt))
 
 
-@dataclass(frozen=True, slots=True)
-class Synced:
-    """What `sync_software` did: the hosts whose software changed (their
-    `software_updated_at` is now the batch's time), and the shared rows' ids it learned,
-    for the caller to add to its `SoftwareIds` once the transaction has committed (rows
-    created in a transaction that rolls back must not be remembered)."""
-
-    changed: set[int]
-    learned: dict[bytes, int]
-
-
 async def sync_software(conn: AsyncConnection, lists: Mapping[int, HostList],
-                        now: dt.datetime, known: SoftwareIds) -> Synced:
+                        now: dt.datetime, known: SoftwareIds) -> dict[bytes, int]:
     """Make each host's list (by host id) its software, writing only the difference, in a
-    fixed number of statements for the whole batch. Hosts deleted meanwhile are skipped.
-    Unchanged lists of known software cost one read and no write."""
+    fixed number of statements for the whole batch (a host whose software changed gets
+    `software_updated_at = now`). Hosts deleted meanwhile are skipped. Unchanged lists of
+    known software cost one read and no write.
+
+    Returns the shared rows' ids `known` did not have, for the caller to add once the
+    transaction has committed (rows created in a transaction that rolls back must not be
+    remembered)."""
     stored = await _stored(conn, list(lists))
     new: dict[bytes, Installed] = {}
     for queued in lists.values():
@@ -292,7 +283,7 @@ async def sync_software(conn: AsyncConnection, lists: Mapping[int, HostList],
 
     changes = diff(lists)
     if not changes.hosts:
-        return Synced(set(), learned)
+        return learned
     alive = await _existing_hosts(conn, sorted(changes.hosts))
     if len(alive) < len(changes.hosts):
         changes = diff(alive)
@@ -311,7 +302,7 @@ async def sync_software(conn: AsyncConnection, lists: Mapping[int, HostList],
     if changes.hosts:
         await conn.execute(hosts.update().where(hosts.c.id.in_(sorted(changes.hosts)))
                            .values(software_updated_at=now))
-    return Synced(changes.hosts, learned)
+    return learned
 
 
 # ----------------------------------------------------------------------------------------
